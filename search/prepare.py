@@ -1,0 +1,46 @@
+"""Prepare a space's dataset once into the uint8 tensor cache (e.g. on a cluster's shared disk).
+
+python search/prepare.py --space spaces/font.py --data-dir /shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from search.cli import run_main
+from search.data import load_space_data
+from search.space import load_space
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", required=True, help="space file, e.g. spaces/font.py")
+    p.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="dataset root and cache (default ./data)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where prepared datasets are kept (default ./data/cache; the data dir is only read)",
+    )
+    p.add_argument("--quick", action="store_true", help="also prepare the space's --quick data")
+    p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+    args = p.parse_args(argv)
+    space = load_space(args.space)
+    start = time.perf_counter()
+    data = load_space_data(
+        space, args.data_dir, cache_dir=args.cache_dir, quick=args.quick, download=not args.offline
+    )
+    print(
+        f"{space.task.name}: {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test "
+        f"images cached under {args.cache_dir or 'data/cache'} ({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

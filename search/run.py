@@ -1,0 +1,213 @@
+"""Search a space's hyperparameters: Ray Tune runs Optuna TPE trials, ASHA stops poor ones.
+
+    python search/run.py --space spaces/font.py --gpus 4
+    python search/run.py --space spaces/font.py --gpus 0 --quick     # a 2-core CPU, ~15 min
+
+The seed's baseline is always trial 0. Results, the Optuna study and a trial table go to
+--results-dir/<name>; an interrupted search continues with --resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from search.cli import run_main
+from search.cluster import start_ray
+from search.data import load_space_data
+from search.progress import LiveView
+from search.space import Space, load_space
+from search.summary import top_finished, trials_frame
+from search.tuner import SearchSettings, build_tuner, restore_tuner
+from trainables.errors import UsageError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", required=True, help="space file, e.g. spaces/font.py")
+    g = p.add_argument_group("resources")
+    g.add_argument("--gpus", type=float, help="GPUs for the search (default: all on this machine; 0 = CPU)")
+    g.add_argument("--address", help="join a running Ray cluster (ADDR or 'auto') instead of starting one")
+    g.add_argument("--gpus-per-trial", type=float, help="default 1 with GPUs; 0.5 packs two trials on a GPU")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
+    g = p.add_argument_group("how long")
+    g.add_argument("--trials", type=int, help="number of trials (default 20, or the space's quick count)")
+    g.add_argument("--time-budget", type=float, help="seconds for the whole search")
+    g.add_argument("--trial-budget", type=float, help="seconds of training per trial (default: the space's)")
+    g.add_argument("--max-epochs", type=int, help="ASHA's max_t (default: the space's MAX_EPOCHS)")
+    g.add_argument(
+        "--quick", action="store_true", help="the space's quick preset: smaller data, fewer epochs"
+    )
+    g = p.add_argument_group("scheduler")
+    g.add_argument(
+        "--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)"
+    )
+    g.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA's reduction factor (default 3)")
+    g = p.add_argument_group("where")
+    g.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="dataset root and cache (default ./data)"
+    )
+    g.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where prepared datasets are kept (default ./data/cache; the data dir is only read)",
+    )
+    g.add_argument("--results-dir", type=Path, default=Path("results"), help="default ./results")
+    g.add_argument("--name", help="the search's name (default <task>-<date>-<time>)")
+    g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest)")
+    g.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace, space: Space) -> SearchSettings:
+    quick = space.quick if args.quick else {}
+    gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if args.gpus else 0.0)
+    settings = SearchSettings(
+        trials=args.trials or quick.get("trials", 20),
+        time_budget_s=args.time_budget,
+        trial_budget_s=args.trial_budget or quick.get("budget_s", space.budget_s),
+        max_epochs=args.max_epochs or quick.get("max_epochs", space.max_epochs),
+        gpus_per_trial=gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        seed=args.seed,
+    )
+    checks = [
+        (settings.trials >= 1, "--trials must be at least 1"),
+        (settings.time_budget_s is None or settings.time_budget_s > 0, "--time-budget must be positive"),
+        (settings.trial_budget_s > 0, "--trial-budget must be positive"),
+        (settings.max_epochs >= 1, "--max-epochs must be at least 1"),
+        (args.gpus is None or args.gpus >= 0, "--gpus must not be negative"),
+        (
+            settings.gpus_per_trial >= 0 and settings.cpus_per_trial > 0,
+            "per-trial resources must be positive",
+        ),
+        (not args.gpus or settings.gpus_per_trial <= args.gpus, "--gpus-per-trial is more than --gpus"),
+        (settings.grace_period >= 1, "--grace-period must be at least 1"),
+        (settings.reduction_factor > 1, "--reduction-factor must be greater than 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    return settings
+
+
+def experiment_dir_for(args: argparse.Namespace, space: Space) -> Path:
+    if not args.resume:
+        name = args.name or f"{space.task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path = args.results_dir / name
+        if (path / "tuner.pkl").exists():
+            raise UsageError(
+                f"a search named {name!r} exists in {args.results_dir}; pass --resume to continue it"
+            )
+        return path
+    if args.name:
+        path = args.results_dir / args.name
+    else:
+        earlier = sorted(
+            args.results_dir.glob(f"{space.task.name}-*/tuner.pkl"), key=lambda p: p.stat().st_mtime
+        )
+        if not earlier:
+            raise UsageError(f"no earlier {space.task.name} search in {args.results_dir} to resume")
+        path = earlier[-1].parent
+    if not (path / "tuner.pkl").exists():
+        raise UsageError(f"nothing to resume at {path} (no tuner.pkl)")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    space = load_space(args.space)
+    if args.gpus is None:
+        args.gpus = float(torch.cuda.device_count()) if not args.address else 0.0
+    settings = settings_from(args, space)
+    experiment_dir = experiment_dir_for(args, space)
+
+    # Data first, on the driver: a missing dataset fails here, before Ray starts.
+    started = time.monotonic()
+    data = load_space_data(
+        space, args.data_dir, cache_dir=args.cache_dir, quick=args.quick, download=not args.offline
+    )
+    print(
+        f"{space.task.name}: {len(data.train):,} train / {len(data.val):,} val images; "
+        f"up to {settings.trials} trials of {settings.max_epochs} epochs, "
+        f"{settings.trial_budget_s:.0f} s each -> {experiment_dir}",
+        file=sys.stderr,
+    )
+    start_ray(args.gpus, args.address)
+
+    view = LiveView(space.metric, space.mode, settings.trials, settings.time_budget_s)
+    if args.resume:
+        tuner = restore_tuner(space, settings, data, experiment_dir)
+    else:
+        tuner = build_tuner(space, settings, data, experiment_dir, callbacks=[view])
+    results = tuner.fit()
+
+    frame = trials_frame(results, space, settings.max_epochs)
+    frame.to_csv(experiment_dir / "trials.csv", index=False)
+    report_summary(frame, space, experiment_dir, time.monotonic() - started)
+    unfinished = settings.trials - len(results)
+    if unfinished > 0 and not settings.time_budget_s:
+        print(
+            f"stopped with {unfinished} trial(s) not started; continue with: python search/run.py "
+            f"--space {args.space} --resume --name {experiment_dir.name}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def report_summary(frame, space: Space, experiment_dir: Path, wall_s: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    top = top_finished(frame)
+    table = Table(title=f"top {len(top)} of {len(frame)} trials ({space.metric}, {space.mode})")
+    knobs = [c for c in frame.columns if c.startswith("config/")]
+    for col in ["trial_id", space.metric, "fate", "best_epoch", "train_time_s", "baseline"]:
+        table.add_column(col)
+    for _, row in top.iterrows():
+        table.add_row(
+            row["trial_id"],
+            f"{row[space.metric]:.4f}",
+            row["fate"],
+            str(row["best_epoch"]),
+            f"{row['train_time_s']:.0f}",
+            "seed" if row["baseline"] else "",
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    counts = frame["fate"].value_counts().to_dict()
+    console.print(f"fates: {counts}; wall time {wall_s:.0f} s; results in {experiment_dir}", highlight=False)
+    if len(top):
+        best = top.iloc[0]
+        baseline_rows = frame[frame["baseline"]]
+        summary = {
+            "task": space.task.name,
+            "search": experiment_dir.name,
+            space.metric: float(best[space.metric]),
+            "baseline_" + space.metric: float(baseline_rows[space.metric].iloc[0])
+            if len(baseline_rows)
+            else None,
+            "trials": len(frame),
+            "fates": counts,
+            "wall_time_s": round(wall_s, 1),
+            "best_trial": best["trial_id"],
+            "best_config": {k.removeprefix("config/"): _plain(best[k]) for k in knobs},
+        }
+        (experiment_dir / "best.json").write_text(json.dumps(summary, indent=2))
+        print(json.dumps(summary))
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,82 @@
+"""Loading a space file (`spaces/<task>.py`) and checking it names everything a search needs."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainables.config import resolve_config
+from trainables.errors import UsageError
+from trainables.tasks import Task, get_task
+
+REQUIRED = ("TASK", "METRIC", "MODE", "BUDGET_S", "MAX_EPOCHS", "BASELINE", "space")
+METRICS = ("val_acc", "val_loss")
+
+
+@dataclass(frozen=True)
+class Space:
+    path: Path
+    task: Task
+    metric: str
+    mode: str
+    budget_s: float
+    max_epochs: int
+    baseline: dict[str, Any]  # the seed's configuration, resolved against the defaults
+    suggest: Callable[[Any], dict[str, Any] | None]  # Optuna define-by-run function
+    quick: dict[str, Any] = field(default_factory=dict)
+
+    def trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's full config: the baseline with the searcher's values on top."""
+        return resolve_config(self.task, self.baseline, params)
+
+
+def module_name(path: Path) -> str:
+    # A stable name, so objects defined in the file (the space function) pickle by reference
+    # and unpickle in a later process that loads the same file: needed by --resume.
+    return "hpsearch_space_" + re.sub(r"\W", "_", path.stem)
+
+
+def load_space(path: str | Path) -> Space:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"space file {path} not found (see spaces/ for examples)")
+    name = module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # a user's file: report its error in one line, not a traceback
+        raise UsageError(f"space file {path} failed to load: {type(e).__name__}: {e}") from e
+    sys.modules[name] = module
+    missing = [n for n in REQUIRED if not hasattr(module, n)]
+    if missing:
+        raise UsageError(f"space file {path} lacks {', '.join(missing)} (needed: {', '.join(REQUIRED)})")
+    if module.METRIC not in METRICS or module.MODE not in ("max", "min"):
+        raise UsageError(f"space file {path}: METRIC must be one of {METRICS} and MODE max or min")
+    if not callable(module.space):
+        raise UsageError(f"space file {path}: `space` must be a function taking an Optuna trial")
+    if not (isinstance(module.BUDGET_S, int | float) and module.BUDGET_S > 0):
+        raise UsageError(f"space file {path}: BUDGET_S must be a positive number of seconds")
+    if not (isinstance(module.MAX_EPOCHS, int) and module.MAX_EPOCHS > 0):
+        raise UsageError(f"space file {path}: MAX_EPOCHS must be a positive integer")
+    task = get_task(module.TASK)
+    try:
+        baseline = resolve_config(task, module.BASELINE)
+    except UsageError as e:
+        raise UsageError(f"space file {path}: BASELINE: {e}") from e
+    return Space(
+        path,
+        task,
+        module.METRIC,
+        module.MODE,
+        float(module.BUDGET_S),
+        module.MAX_EPOCHS,
+        baseline,
+        module.space,
+        dict(getattr(module, "QUICK", {})),
+    )

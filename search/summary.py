@@ -1,0 +1,48 @@
+"""A finished (or interrupted) search as one table: a row per trial, its fate and best epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from ray.tune import ResultGrid
+
+from search.searcher import FAILED, trial_fate
+from search.space import Space
+
+FINISHED_FATES = ("completed", "budget")  # trained to their own end, so comparable
+
+
+def trials_frame(results: ResultGrid, space: Space, max_epochs: int) -> pd.DataFrame:
+    baseline = {**space.baseline, "epochs": min(space.baseline["epochs"], max_epochs)}
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        history = result.metrics_dataframe
+        trial_id = (result.metrics or {}).get("trial_id") or result.path.rsplit("_", 2)[-2]
+        config = space.trial_config(result.config or {})
+        config["epochs"] = min(config["epochs"], max_epochs)
+        row = {
+            "trial_id": trial_id,
+            "fate": FAILED if result.error else trial_fate(result.metrics, error=False),
+            "baseline": config == baseline,
+            "error": str(result.error).splitlines()[0][:200] if result.error else "",
+        }
+        if history is not None and space.metric in history:
+            best = history[space.metric].idxmax() if space.mode == "max" else history[space.metric].idxmin()
+            row.update(
+                {
+                    space.metric: history[space.metric][best],
+                    "best_epoch": int(history["epoch"][best]),
+                    "epochs_run": int(history["epoch"].max()),
+                    "train_time_s": float(history["time_total_s"].max()),
+                }
+            )
+        rows.append({**row, **{f"config/{k}": v for k, v in config.items()}})
+    frame = pd.DataFrame(rows)
+    if space.metric in frame:
+        frame = frame.sort_values(space.metric, ascending=space.mode == "min", na_position="last")
+    return frame.reset_index(drop=True)
+
+
+def top_finished(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    return frame[frame["fate"].isin(FINISHED_FATES)].head(k)

@@ -1,0 +1,103 @@
+"""The search, assembled in one visible function: trainable, searcher, scheduler, stopper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from search.searcher import make_searcher
+from search.space import Space
+from search.trainable import run_trial
+from trainables.data.splits import Split, Splits
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    trials: int = 20
+    time_budget_s: float | None = None  # the whole search
+    trial_budget_s: float = 600.0  # one trial's training: the 10-minute rule
+    max_epochs: int = 30  # ASHA's max_t
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    seed: int = 0
+
+    @property
+    def n_startup_trials(self) -> int:
+        # TPE's random start: long enough to see the space, short enough to leave room for TPE.
+        return max(3, min(10, self.trials // 4))
+
+
+def trainable_for(space: Space, settings: SearchSettings, data: Splits, fn: Callable = run_trial) -> Callable:
+    """The trial function with its data in Ray's object store and its resources attached."""
+    # Trials never look at test: leave it behind so every node gets only what it needs.
+    no_test = Splits(data.train, data.val, Split(data.val.x[:0], data.val.y[:0]), data.classes)
+    with_data = tune.with_parameters(
+        fn,
+        data=no_test,
+        task_name=space.task.name,
+        baseline=space.baseline,
+        budget_s=settings.trial_budget_s,
+        max_epochs=settings.max_epochs,
+        threads=max(1, int(settings.cpus_per_trial)),
+    )
+    return tune.with_resources(with_data, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+
+
+def build_tuner(
+    space: Space,
+    settings: SearchSettings,
+    data: Splits,
+    experiment_dir: Path,
+    callbacks: Sequence[tune.Callback] = (),
+    trial_fn: Callable = run_trial,
+) -> tune.Tuner:
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    searcher = make_searcher(
+        space, seed=settings.seed, results_dir=experiment_dir, n_startup_trials=settings.n_startup_trials
+    )
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",  # one report per epoch, so rungs are in epochs
+        max_t=settings.max_epochs,
+        grace_period=min(settings.grace_period, settings.max_epochs),
+        reduction_factor=settings.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable_for(space, settings, data, trial_fn),
+        tune_config=tune.TuneConfig(
+            metric=space.metric,
+            mode=space.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=settings.trials,
+            time_budget_s=settings.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment_dir.name,
+            storage_path=str(experiment_dir.parent.resolve()),
+            # Safety net behind the trainable's own budget: Tune stops a trial that reports past it.
+            stop={"time_total_s": settings.trial_budget_s * 1.05 + 30},
+            callbacks=list(callbacks),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+            verbose=0,
+        ),
+    )
+
+
+def restore_tuner(
+    space: Space, settings: SearchSettings, data: Splits, experiment_dir: Path, trial_fn: Callable = run_trial
+) -> tune.Tuner:
+    """Continue an interrupted search: finished trials stay, unfinished ones run again."""
+    return tune.Tuner.restore(
+        str(experiment_dir.resolve()),
+        trainable=trainable_for(space, settings, data, trial_fn),
+        resume_unfinished=True,
+        resume_errored=False,
+        restart_errored=False,
+    )

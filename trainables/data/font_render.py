@@ -1,0 +1,327 @@
+"""Render printed characters from real font files: the `font` task's own data.
+
+The seed's data (very likely Chars74K "EnglishFnt") cannot be downloaded here, so we draw it:
+every usable font on the machine, in normal / bold / italic / bold-italic, each glyph centred on
+its ink and jittered (scale, shift, rotation) in one affine transform. Images are 90x90 uint8,
+**glyph 255 on background 0** (the readers in ``font_folders`` turn other sources to match).
+
+Deterministic: the same seed and the same font files give byte-identical tensors, whatever the
+directory listing order or the number of worker processes. Each class draws its jitter from its
+own generator seeded by (seed, code point), so a class renders the same in any class list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import string
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from fontTools import agl
+from fontTools.ttLib import TTFont
+from PIL import Image, ImageDraw, ImageFont
+
+from trainables.data.splits import Split, Splits
+from trainables.errors import UsageError
+
+IMAGE_SIZE = 90
+STYLES = ("normal", "bold", "italic", "bold-italic")
+FONT_SUFFIXES = (".ttf", ".otf")
+
+# A face is sized so its tallest ascender-to-deepest-descender span is this many pixels: letters
+# keep their natural relative sizes ('o' smaller than 'O' and '0') and line up across faces.
+_EXTENT_PX = 72
+# ... unless its widest glyph (slant included) would then be wider than this: with the jitter
+# below, a glyph must still fit in the 90 px frame.
+_WIDTH_PX = 76
+# Sizing looks at all ASCII letters and digits, not the task's classes, so a character renders
+# the same whatever the class list.
+_SIZING_CHARS = string.digits + string.ascii_letters
+_ITALIC_SHEAR = math.tan(math.radians(12))  # a typical oblique angle (DejaVu's is 11 degrees)
+_BOLD_STROKE = 0.025  # extra stroke on each side, per px of font size: regular -> bold stem width
+_SCALE_JITTER = 0.10  # +-10% size
+_SHIFT_JITTER = 3.0  # +-3 px each axis
+_ROTATE_JITTER = 8.0  # +-8 degrees
+
+
+@dataclass(frozen=True)
+class FontFile:
+    """One usable font file, with the family and style its own tables declare."""
+
+    path: str
+    family: str
+    bold: bool
+    italic: bool
+    sha256: str
+    revision: float
+    sizing_chars: str  # the ASCII letters and digits it draws, for sizing its faces
+
+    @property
+    def style(self) -> str:
+        return STYLES[2 * self.italic + self.bold]
+
+
+@dataclass(frozen=True)
+class Face:
+    """A font file drawn in one style: real where the family has that file, else synthesised."""
+
+    font: FontFile
+    style: str
+    synth_bold: bool  # thickened with a stroke in the glyph colour
+    synth_italic: bool  # slanted with a shear
+    size: int  # font size in px
+    stroke: float  # stroke width in px (0 unless synth_bold)
+
+    def manifest(self) -> dict:
+        return {
+            "path": self.font.path,
+            "family": self.font.family,
+            "style": self.style,
+            "synth_bold": self.synth_bold,
+            "synth_italic": self.synth_italic,
+            "sha256": self.font.sha256,
+            "size_px": self.size,
+        }
+
+
+def default_font_dirs() -> list[Path]:
+    """matplotlib's bundled fonts, then the machine's: the places searched when no dir is given."""
+    import matplotlib
+
+    return [
+        Path(matplotlib.get_data_path()) / "fonts" / "ttf",
+        Path("/usr/share/fonts"),
+        Path("/usr/local/share/fonts"),
+        Path.home() / ".fonts",
+    ]
+
+
+def discover_fonts(classes: str, dirs: Iterable[Path]) -> list[FontFile]:
+    """Every distinct .ttf/.otf under ``dirs`` that truly draws every character of ``classes``.
+
+    Sorted by (family, style, sha256), so the order never depends on the directory listing.
+    """
+    paths = sorted(
+        {
+            p.resolve()
+            for d in dirs
+            if Path(d).is_dir()
+            for p in Path(d).rglob("*")
+            if p.suffix.lower() in FONT_SUFFIXES and p.is_file()
+        }
+    )
+    seen: dict[str, FontFile] = {}
+    # fontTools logs a warning for every odd timestamp in old fonts; none of it matters here.
+    log = logging.getLogger("fontTools")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        for path in paths:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest not in seen:  # identical bytes under another name or in another dir
+                font = _read_font(path, digest, classes)
+                if font is not None:
+                    seen[digest] = font
+    finally:
+        log.setLevel(level)
+    return sorted(seen.values(), key=lambda f: (f.family, STYLES.index(f.style), f.sha256))
+
+
+def _read_font(path: Path, digest: str, classes: str) -> FontFile | None:
+    try:
+        tt = TTFont(path, lazy=True)
+        cmap = tt.getBestCmap() or {}
+        glyphs = [cmap.get(ord(c)) for c in classes]
+        if None in glyphs or len(set(glyphs)) < len(classes):
+            return None  # a missing character, or several characters drawn by one glyph (LastResort)
+        # Some TeX fonts (cmsy10, cmex10, cmmi10) put symbols at ASCII code points; their glyph
+        # names give them away: 'A' -> 'parenrightbt'. Names that mean nothing ('glyph36') pass.
+        if any(agl.toUnicode(g.split(".")[0]) not in ("", c) for c, g in zip(classes, glyphs, strict=True)):
+            return None
+        names = tt["name"]
+        family = names.getDebugName(1) or path.stem
+        os2 = tt["OS/2"] if "OS/2" in tt else None
+        mac = tt["head"].macStyle
+        bold = bool(mac & 1) or bool(os2 and (os2.fsSelection & 0x20 or os2.usWeightClass >= 600))
+        italic = bool(mac & 2) or bool(os2 and os2.fsSelection & 1) or tt["post"].italicAngle != 0
+        revision = float(tt["head"].fontRevision)
+        sizing = "".join(c for c in _SIZING_CHARS if ord(c) in cmap)
+        # The last word goes to the renderer: every class character must leave some ink.
+        pil = ImageFont.truetype(str(path), 32)
+        if any(pil.getmask(c).getbbox() is None for c in classes):
+            return None
+    except Exception:  # a broken or unsupported file is skipped, as a font menu would
+        return None
+    return FontFile(str(path), family, bold, italic, digest, revision, sizing)
+
+
+def build_faces(fonts: Sequence[FontFile]) -> list[Face]:
+    """Four styles per family: the family's own file for a style, else one synthesised from it.
+
+    Where two files claim the same family and style (two versions of DejaVu Sans), the newer
+    revision is kept, so a second copy of a font does not count twice. A style is synthesised
+    from the closest file that lacks only what can be added (bold by a stroke, italic by a
+    shear); a family with no such file (only an italic) skips that style.
+    """
+    families: dict[str, dict[tuple[bool, bool], FontFile]] = {}
+    for font in fonts:
+        slots = families.setdefault(font.family, {})
+        old = slots.get((font.bold, font.italic))
+        if old is None or (-font.revision, font.sha256) < (-old.revision, old.sha256):
+            slots[(font.bold, font.italic)] = font
+    faces = []
+    for family in sorted(families):
+        slots = families[family]
+        for style in STYLES:
+            bold, italic = "bold" in style, "italic" in style
+            bases = [k for k in slots if (k[0] <= bold and k[1] <= italic)]
+            if not bases:
+                continue
+            base = slots[max(bases, key=lambda k: k[0] + k[1])]
+            faces.append(_sized(base, style, bold and not base.bold, italic and not base.italic))
+    return faces
+
+
+def _sized(font: FontFile, style: str, synth_bold: bool, synth_italic: bool) -> Face:
+    ref = 100
+    pil = _truetype(font.path, ref)
+    stroke = _BOLD_STROKE * ref if synth_bold else 0
+    boxes = np.array([pil.getbbox(c, stroke_width=stroke) for c in font.sizing_chars])
+    heights = boxes[:, 3] - boxes[:, 1]
+    widths = boxes[:, 2] - boxes[:, 0] + (_ITALIC_SHEAR * heights if synth_italic else 0)
+    span = boxes[:, 3].max() - boxes[:, 1].min()
+    size = max(8, round(ref * min(_EXTENT_PX / span, _WIDTH_PX / widths.max())))
+    return Face(
+        font, style, synth_bold, synth_italic, size, round(_BOLD_STROKE * size, 1) if synth_bold else 0.0
+    )
+
+
+@lru_cache(maxsize=256)
+def _truetype(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
+def _glyph(face: Face, char: str) -> tuple[Image.Image, float, float]:
+    """The glyph drawn upright at its face's size on a padded canvas, with the centre of its ink."""
+    font = _truetype(face.font.path, face.size)
+    x0, y0, x1, y1 = font.getbbox(char, stroke_width=face.stroke)
+    pad = 4 + math.ceil(face.stroke)
+    canvas = Image.new("L", (math.ceil(x1 - x0) + 2 * pad, math.ceil(y1 - y0) + 2 * pad), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad - x0, pad - y0), char, font=font, fill=255, stroke_width=face.stroke, stroke_fill=255)
+    # Centre on the ink itself: getbbox's box includes bearings that differ from font to font.
+    left, top, right, bottom = canvas.getbbox() or (0, 0, canvas.width, canvas.height)
+    return canvas, (left + right) / 2, (top + bottom) / 2
+
+
+def _place(glyph: Image.Image, cx: float, cy: float, jitter: np.ndarray, shear: float) -> np.ndarray:
+    """One affine transform: shear (synthetic italic), scale, rotate, centre plus shift."""
+    u_scale, u_dx, u_dy, u_rot = jitter
+    scale = 1.0 + _SCALE_JITTER * u_scale
+    theta = math.radians(_ROTATE_JITTER * u_rot)
+    cos, sin = math.cos(theta), math.sin(theta)
+    # Image y points down: a negative x-shear per unit y leans the top of the glyph right.
+    forward = scale * np.array([[cos, sin], [-sin, cos]]) @ np.array([[1.0, -shear], [0.0, 1.0]])
+    inverse = np.linalg.inv(forward)  # PIL maps each output pixel back to the source
+    centre = np.array([IMAGE_SIZE / 2 + _SHIFT_JITTER * u_dx, IMAGE_SIZE / 2 + _SHIFT_JITTER * u_dy])
+    offset = np.array([cx, cy]) - inverse @ centre
+    data = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
+    out = glyph.transform(
+        (IMAGE_SIZE, IMAGE_SIZE),
+        Image.Transform.AFFINE,
+        data,
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=0,
+    )
+    return np.asarray(out)
+
+
+def render_class(char: str, faces: Sequence[Face], seed: int, count: int) -> np.ndarray:
+    """``count`` images of ``char``, uint8 [count, 90, 90]; sample i uses face i % len(faces).
+
+    The jitter comes from a generator of its own, seeded by (seed, code point): the result does
+    not depend on the other classes or on which process renders it.
+    """
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**64, ord(char)])))
+    jitter = rng.uniform(-1.0, 1.0, size=(count, 4))
+    glyphs = [_glyph(face, char) for face in faces]
+    out = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    for i in range(count):
+        k = i % len(faces)
+        image, cx, cy = glyphs[k]
+        out[i] = _place(image, cx, cy, jitter[i], _ITALIC_SHEAR if faces[k].synth_italic else 0.0)
+    return out
+
+
+def render_splits(
+    classes: str, faces: Sequence[Face], *, seed: int, train: int, val: int, test: int, workers: int = 1
+) -> Splits:
+    """Exactly ``train``/``val``/``test`` images per class, faces cycled round-robin.
+
+    Per class, samples 0..train-1 go to train, the next ``val`` to val, the rest to test, so
+    every face appears in each split as often as any other (to within one). ``workers`` > 1
+    renders classes in parallel processes; the bytes are the same either way.
+    """
+    if not faces:
+        raise UsageError(
+            "no font faces to render; pass fonts_dir=DIR with .ttf/.otf fonts covering the classes"
+        )
+    count = train + val + test
+    bounds = {"train": (0, train), "val": (train, train + val), "test": (train + val, count)}
+    # Filled class by class as results arrive, so peak memory is the dataset plus a few classes.
+    xs = {
+        name: np.empty((len(classes) * (hi - lo), 1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        for name, (lo, hi) in bounds.items()
+    }
+    columns = (list(classes), [tuple(faces)] * len(classes), [seed] * len(classes), [count] * len(classes))
+    parallel = workers > 1 and len(classes) > 1
+    with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool:
+        results = pool.map(render_class, *columns) if pool else map(render_class, *columns)
+        for k, images in enumerate(results):  # map yields in class order, whichever process ran it
+            for name, (lo, hi) in bounds.items():
+                xs[name][k * (hi - lo) : (k + 1) * (hi - lo), 0] = images[lo:hi]
+    parts = {}
+    for name, (lo, hi) in bounds.items():
+        y = torch.arange(len(classes), dtype=torch.int64).repeat_interleave(hi - lo)
+        parts[name] = Split(torch.from_numpy(xs[name]), y)
+    return Splits(**parts, classes=list(classes))
+
+
+def generate(
+    classes: str,
+    *,
+    seed: int,
+    train: int,
+    val: int,
+    test: int,
+    fonts_dir: Path | None = None,
+    workers: int | None = None,
+) -> tuple[Splits, list[dict]]:
+    """Discover fonts, build faces and render the splits; returns them with a per-face manifest.
+
+    ``fonts_dir`` adds a directory of .ttf/.otf files to the default ones. ``workers`` defaults
+    to the CPU count (capped at 8).
+    """
+    dirs = default_font_dirs()
+    if fonts_dir is not None:
+        if not Path(fonts_dir).is_dir():
+            raise UsageError(f"fonts_dir {fonts_dir} is not a directory; pass a directory of .ttf/.otf fonts")
+        dirs.append(Path(fonts_dir))
+    fonts = discover_fonts(classes, dirs)
+    if not fonts:
+        raise UsageError(
+            f"no font draws every one of the classes {classes!r}; pass fonts_dir=DIR with fonts that do"
+        )
+    faces = build_faces(fonts)
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    splits = render_splits(classes, faces, seed=seed, train=train, val=val, test=test, workers=workers)
+    return splits, [face.manifest() for face in faces]

@@ -1,0 +1,136 @@
+"""The seed tasks by name: which dataset, classes, input shape, model family and normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainables.data.splits import Split, Splits
+from trainables.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    dataset: str  # a name in trainables.data.registry.DATASETS
+    num_classes: int
+    input_shape: tuple[int, int, int]  # C, H, W
+    model: str  # a name in trainables.models.MODELS
+    mean: tuple[float, ...]  # per channel, on the 0..1 scale
+    std: tuple[float, ...]
+    augmentations: tuple[str, ...]  # what makes sense for this data (see trainables.augment)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    relabel: Callable[[Splits], Splits] | None = None  # e.g. 47 EMNIST classes -> digit/letter
+
+    def load(
+        self,
+        data_dir: Path,
+        *,
+        cache_dir: Path | None = None,
+        download: bool = True,
+        seed: int = 0,
+        **options: Any,
+    ) -> Splits:
+        """The task's data, from the cache (built on first use from ``data_dir``)."""
+        from trainables.data.registry import prepare
+
+        splits = prepare(
+            self.dataset,
+            Path(data_dir),
+            cache_dir=cache_dir,
+            download=download,
+            seed=seed,
+            **{**self.dataset_options, **options},
+        )
+        return self.relabel(splits) if self.relabel else splits
+
+
+def digit_or_letter(splits: Splits) -> Splits:
+    # EMNIST bymerge puts the ten digits first (labels 0-9), the letters after them.
+    to_binary = lambda s: Split(s.x, (s.y >= 10).long())  # noqa: E731
+    return Splits(to_binary(splits.train), to_binary(splits.val), to_binary(splits.test), ["digit", "letter"])
+
+
+GRAY_AUG = ("none", "affine")
+COLOR_AUG = ("none", "flip", "flip_crop")
+MNIST_NORM = dict(mean=(0.1307,), std=(0.3081,))
+# Sizes of the seeded validation sets held out of train where a dataset has none.
+VAL_SIZE = {"mnist": 5_000, "emnist": 20_000, "cifar10": 5_000, "cifar100": 5_000}
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("font", "font", 52, (1, 90, 90), "font_cnn", (0.5,), (0.5,), GRAY_AUG),
+        Task(
+            "emnist",
+            "emnist",
+            47,
+            (1, 28, 28),
+            "row_lstm",
+            **MNIST_NORM,
+            augmentations=GRAY_AUG,
+            dataset_options={"val_size": VAL_SIZE["emnist"]},
+        ),
+        Task(
+            "emnist_digit_letter",
+            "emnist",
+            2,
+            (1, 28, 28),
+            "row_lstm",
+            **MNIST_NORM,
+            augmentations=GRAY_AUG,
+            dataset_options={"val_size": VAL_SIZE["emnist"]},
+            relabel=digit_or_letter,
+        ),
+        Task(
+            "mnist",
+            "mnist",
+            10,
+            (1, 28, 28),
+            "mnist_cnn",
+            **MNIST_NORM,
+            augmentations=GRAY_AUG,
+            dataset_options={"val_size": VAL_SIZE["mnist"]},
+        ),
+        # The CIFAR-100 seed normalises with 0.5/0.5; CIFAR-10 uses the usual channel statistics.
+        Task(
+            "cifar10",
+            "cifar10",
+            10,
+            (3, 32, 32),
+            "cifar10_cnn",
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            COLOR_AUG,
+            {"val_size": VAL_SIZE["cifar10"]},
+        ),
+        Task(
+            "cifar100",
+            "cifar100",
+            100,
+            (3, 32, 32),
+            "cifar_bn_cnn",
+            (0.5, 0.5, 0.5),
+            (0.5, 0.5, 0.5),
+            COLOR_AUG,
+            {"val_size": VAL_SIZE["cifar100"]},
+        ),
+    ]
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def normalise(x: torch.Tensor, task: Task) -> torch.Tensor:
+    """uint8-scaled floats (0..1) to the task's normalised inputs."""
+    mean = torch.tensor(task.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(task.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - mean) / std
