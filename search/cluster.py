@@ -12,6 +12,19 @@ import torch
 from trainables.errors import UsageError
 
 
+def quiet_libraries() -> None:
+    """Keep the terminal for the live view: library chatter goes to warnings-only."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # `group=True` of the TPE sampler is "experimental" in Optuna 5; we rely on it knowingly.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for name in ("mlflow", "alembic", "ray", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def start_ray(gpus: float, address: str | None) -> None:
     """Quiet Ray: no dashboard, worker output kept in log files, a short temp dir."""
     if ray.is_initialized():  # a caller (a test, a notebook) already chose the cluster
@@ -37,7 +50,8 @@ def start_ray(gpus: float, address: str | None) -> None:
                 f"--gpus {gpus:g} but this machine has {local} GPU(s); "
                 "use --gpus 0 for CPU, or --address to join a cluster"
             )
-        ray.init(num_gpus=int(gpus), **quiet)
+        # "local": a new Ray for this search, even if another runs on this machine (use --address).
+        ray.init(address="local", num_gpus=int(gpus), **quiet)
     _check_gpus(gpus)
 
 

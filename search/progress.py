@@ -18,9 +18,14 @@ from search.searcher import FAILED, PRUNED, trial_fate
 
 class LiveView(Callback):
     def __init__(
-        self, metric: str, mode: str, planned_trials: int | None, time_budget_s: float | None
+        self,
+        metric: str,
+        mode: str,
+        planned_trials: int | None,
+        time_budget_s: float | None,
+        budget_s: float | None = None,  # one trial's, for telling budget stops from ASHA's
     ) -> None:
-        self.metric, self.mode = metric, mode
+        self.metric, self.mode, self.budget_s = metric, mode, budget_s
         self.planned, self.time_budget_s = planned_trials, time_budget_s
         self.best: tuple[float, str] | None = None
         self.fates: dict[str, str] = {}
@@ -43,7 +48,7 @@ class LiveView(Callback):
             self.best = (value, trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.fates[trial.trial_id] = trial_fate(trial.last_result, error=False)
+        self.fates[trial.trial_id] = trial_fate(trial.last_result, error=False, budget_s=self.budget_s)
         self._print_line()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from reports.leaderboard import write_report
 from search.cli import run_main
-from search.cluster import start_ray
+from search.cluster import quiet_libraries, start_ray
 from search.data import load_space_data
 from search.progress import LiveView
 from search.space import Space, load_space
 from search.summary import top_finished, trials_frame
+from search.tracking import MlflowTracker
 from search.tuner import SearchSettings, build_tuner, restore_tuner
 from trainables.errors import UsageError
 
@@ -61,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--name", help="the search's name (default <task>-<date>-<time>)")
     g.add_argument("--resume", action="store_true", help="continue the search --name (default: the latest)")
     g.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+    g = p.add_argument_group("tracking")
+    g.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: MLflow's own, sqlite:///mlflow.db here)"
+    )
+    g.add_argument("--experiment", help="MLflow experiment (default: the task's name)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     return p.parse_args(argv)
 
@@ -69,10 +77,10 @@ def settings_from(args: argparse.Namespace, space: Space) -> SearchSettings:
     quick = space.quick if args.quick else {}
     gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if args.gpus else 0.0)
     settings = SearchSettings(
-        trials=args.trials or quick.get("trials", 20),
+        trials=_given(args.trials, quick.get("trials", 20)),
         time_budget_s=args.time_budget,
-        trial_budget_s=args.trial_budget or quick.get("budget_s", space.budget_s),
-        max_epochs=args.max_epochs or quick.get("max_epochs", space.max_epochs),
+        trial_budget_s=_given(args.trial_budget, quick.get("budget_s", space.budget_s)),
+        max_epochs=_given(args.max_epochs, quick.get("max_epochs", space.max_epochs)),
         gpus_per_trial=gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         grace_period=args.grace_period,
@@ -124,6 +132,7 @@ def experiment_dir_for(args: argparse.Namespace, space: Space) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_libraries()
     space = load_space(args.space)
     if args.gpus is None:
         args.gpus = float(torch.cuda.device_count()) if not args.address else 0.0
@@ -143,18 +152,45 @@ def main(argv: list[str] | None = None) -> int:
     )
     start_ray(args.gpus, args.address)
 
-    view = LiveView(space.metric, space.mode, settings.trials, settings.time_budget_s)
+    view = LiveView(
+        space.metric, space.mode, settings.trials, settings.time_budget_s, settings.stopper_budget_s
+    )
+    command = shlex.join(["python", "search/run.py", *(sys.argv[1:] if argv is None else argv)])
+    tracker = MlflowTracker(
+        space,
+        settings,
+        experiment_dir,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        command=command,
+        quick=args.quick,
+    )
     if args.resume:
+        # Tune runs the callbacks it pickled with the search; they find their MLflow runs by tags.
         tuner = restore_tuner(space, settings, data, experiment_dir)
     else:
-        tuner = build_tuner(space, settings, data, experiment_dir, callbacks=[view])
+        tuner = build_tuner(space, settings, data, experiment_dir, callbacks=[view, tracker])
     results = tuner.fit()
 
-    frame = trials_frame(results, space, settings.max_epochs)
+    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s)
     frame.to_csv(experiment_dir / "trials.csv", index=False)
     report_summary(frame, space, experiment_dir, time.monotonic() - started)
     unfinished = settings.trials - len(results)
-    if unfinished > 0 and not settings.time_budget_s:
+    interrupted = unfinished > 0 and not settings.time_budget_s
+    report_dir = experiment_dir / "report"
+    write_report(
+        args.tracking_uri,
+        args.experiment or space.task.name,
+        experiment_dir.name,
+        report_dir,
+        command=f"python reports/leaderboard.py --experiment {args.experiment or space.task.name} "
+        f"--search {experiment_dir.name} --out {report_dir}",
+    )
+    best_path = experiment_dir / "best.json"
+    best = json.loads(best_path.read_text()) if best_path.exists() else {}
+    tracker.finish(best, [best_path, experiment_dir / "trials.csv", report_dir], interrupted=interrupted)
+    print(f"leaderboard: {report_dir / 'leaderboard.md'}; compare runs with `mlflow ui`", file=sys.stderr)
+    if interrupted:
         print(
             f"stopped with {unfinished} trial(s) not started; continue with: python search/run.py "
             f"--space {args.space} --resume --name {experiment_dir.name}",
@@ -203,6 +239,11 @@ def report_summary(frame, space: Space, experiment_dir: Path, wall_s: float) -> 
         }
         (experiment_dir / "best.json").write_text(json.dumps(summary, indent=2))
         print(json.dumps(summary))
+
+
+def _given(value, default):
+    # `0` and `-5` are values to check, not "not given".
+    return default if value is None else value
 
 
 def _plain(value):

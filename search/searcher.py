@@ -25,17 +25,27 @@ STUDY_FILE = "optuna_study.journal"
 COMPLETED, PRUNED, BUDGET, DIVERGED, FAILED = "completed", "pruned", "budget", "diverged", "failed"
 
 
-def trial_fate(last_result: dict[str, Any] | None, error: bool) -> str:
+def trial_fate(last_result: dict[str, Any] | None, error: bool, budget_s: float | None = None) -> str:
+    """How a trial ended, from its last report; ``budget_s`` is the per-trial training budget."""
     if error:
         return FAILED
-    stopped = (last_result or {}).get("stopped")
-    # No `stopped` on the last report: something outside the trial (ASHA) ended it.
-    return stopped if stopped in (COMPLETED, BUDGET, DIVERGED) else PRUNED
+    last = last_result or {}
+    if last.get("stopped") in (COMPLETED, BUDGET, DIVERGED):
+        return last["stopped"]
+    # No `stopped` on the last report: something outside the trial ended it, either the
+    # budget stopper (Tune's safety net past the trial budget) or ASHA.
+    if budget_s is not None and last.get("time_total_s", 0) >= budget_s:
+        return BUDGET
+    return PRUNED
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
+    def __init__(self, *args: Any, budget_s: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget_s = budget_s
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        fate = trial_fate(result, error)
+        fate = trial_fate(result, error, self.budget_s)
         value = (result or {}).get(self.metric)
         if fate == PRUNED or (fate != FAILED and not _finite(value)):
             # Private state of OptunaSearch: the ask/tell trial handle for this Tune trial.
@@ -47,7 +57,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def make_searcher(space: Space, *, seed: int, results_dir: Path, n_startup_trials: int) -> OptunaSearch:
+def make_searcher(
+    space: Space, *, seed: int, results_dir: Path, n_startup_trials: int, budget_s: float | None = None
+) -> OptunaSearch:
     """TPE over the space's define-by-run function, starting from the seed's baseline."""
     sampler = optuna.samplers.TPESampler(
         seed=seed,
@@ -65,6 +77,7 @@ def make_searcher(space: Space, *, seed: int, results_dir: Path, n_startup_trial
         storage=storage,
         study_name=results_dir.name,
         points_to_evaluate=[dict(space.baseline)],  # the seed's config is trial 0
+        budget_s=budget_s,
     )
 
 

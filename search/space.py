@@ -51,7 +51,8 @@ def load_space(path: str | Path) -> Space:
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # a user's file: report its error in one line, not a traceback
-        raise UsageError(f"space file {path} failed to load: {type(e).__name__}: {e}") from e
+        detail = " ".join(str(e).split())  # the message may span lines; the report must not
+        raise UsageError(f"space file {path} failed to load: {type(e).__name__}: {detail}") from e
     sys.modules[name] = module
     missing = [n for n in REQUIRED if not hasattr(module, n)]
     if missing:

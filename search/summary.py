@@ -13,7 +13,9 @@ from search.space import Space
 FINISHED_FATES = ("completed", "budget")  # trained to their own end, so comparable
 
 
-def trials_frame(results: ResultGrid, space: Space, max_epochs: int) -> pd.DataFrame:
+def trials_frame(
+    results: ResultGrid, space: Space, max_epochs: int, budget_s: float | None = None
+) -> pd.DataFrame:
     baseline = {**space.baseline, "epochs": min(space.baseline["epochs"], max_epochs)}
     rows: list[dict[str, Any]] = []
     for result in results:
@@ -23,9 +25,9 @@ def trials_frame(results: ResultGrid, space: Space, max_epochs: int) -> pd.DataF
         config["epochs"] = min(config["epochs"], max_epochs)
         row = {
             "trial_id": trial_id,
-            "fate": FAILED if result.error else trial_fate(result.metrics, error=False),
+            "fate": FAILED if result.error else trial_fate(result.metrics, error=False, budget_s=budget_s),
             "baseline": config == baseline,
-            "error": str(result.error).splitlines()[0][:200] if result.error else "",
+            "error": error_line(result.error) if result.error else "",
         }
         if history is not None and space.metric in history:
             best = history[space.metric].idxmax() if space.mode == "max" else history[space.metric].idxmin()
@@ -42,6 +44,13 @@ def trials_frame(results: ResultGrid, space: Space, max_epochs: int) -> pd.DataF
     if space.metric in frame:
         frame = frame.sort_values(space.metric, ascending=space.mode == "min", na_position="last")
     return frame.reset_index(drop=True)
+
+
+def error_line(error: BaseException) -> str:
+    """The trial's own error in one line, not Ray's `ray::ImplicitFunc.train()` wrapper."""
+    cause = getattr(error, "cause", None) or error
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(cause).__name__}: {lines[-1]}"[:200]
 
 
 def top_finished(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:

@@ -28,6 +28,11 @@ class SearchSettings:
     seed: int = 0
 
     @property
+    def stopper_budget_s(self) -> float:
+        # Tune's clock includes a trial's start-up; leave the trainable's own budget room first.
+        return self.trial_budget_s * 1.1
+
+    @property
     def n_startup_trials(self) -> int:
         # TPE's random start: long enough to see the space, short enough to leave room for TPE.
         return max(3, min(10, self.trials // 4))
@@ -59,7 +64,11 @@ def build_tuner(
 ) -> tune.Tuner:
     experiment_dir.mkdir(parents=True, exist_ok=True)
     searcher = make_searcher(
-        space, seed=settings.seed, results_dir=experiment_dir, n_startup_trials=settings.n_startup_trials
+        space,
+        seed=settings.seed,
+        results_dir=experiment_dir,
+        n_startup_trials=settings.n_startup_trials,
+        budget_s=settings.stopper_budget_s,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",  # one report per epoch, so rungs are in epochs
@@ -81,7 +90,7 @@ def build_tuner(
             name=experiment_dir.name,
             storage_path=str(experiment_dir.parent.resolve()),
             # Safety net behind the trainable's own budget: Tune stops a trial that reports past it.
-            stop={"time_total_s": settings.trial_budget_s * 1.05 + 30},
+            stop={"time_total_s": settings.stopper_budget_s},
             callbacks=list(callbacks),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),

@@ -16,6 +16,13 @@ def ray_session():
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Trials reuse actors: the per-trial start-up cost dominates tiny test trials otherwise.
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "8")
-    ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
     yield ray
     ray.shutdown()

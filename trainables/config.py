@@ -65,9 +65,16 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--set expects key=value, got {pair!r}")
         try:
-            out[key.strip()] = yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError:
-            out[key.strip()] = text
+            value = text
+        if isinstance(value, str):
+            # YAML 1.1 reads exponent floats without a dot or sign ("3e-3", "1.5e3") as strings.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key.strip()] = value
     return out
 
 

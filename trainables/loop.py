@@ -92,7 +92,8 @@ def train(
         now = time.perf_counter()
         epoch_time = now - epoch_start
         slowest_epoch = max(slowest_epoch, epoch_time)
-        if val_acc > result.best_val_acc or epoch == 1:
+        # A diverged epoch's weights are NaN: never keep them as the best, even at epoch 1.
+        if math.isfinite(train_loss) and (val_acc > result.best_val_acc or not result.best_epoch):
             result.best_epoch, result.best_val_acc = epoch, val_acc
             best_state = copy.deepcopy(model.state_dict())
 
@@ -100,7 +101,8 @@ def train(
             result.stopped = DIVERGED
         elif out_of_time or now - start + slowest_epoch > budget_s:
             # Predict from the slowest epoch so far, so a run never starts an epoch it can't finish.
-            result.stopped = BUDGET if epoch < config["epochs"] else COMPLETED
+            # A last epoch cut short by the deadline did not complete either.
+            result.stopped = BUDGET if out_of_time or epoch < config["epochs"] else COMPLETED
         elif epoch == config["epochs"]:
             result.stopped = COMPLETED
         else:

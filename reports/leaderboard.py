@@ -1,0 +1,134 @@
+"""Write a search's leaderboard (Markdown, self-contained HTML, PNG figures) from MLflow alone.
+
+    python reports/leaderboard.py                          # the most recent search anywhere
+    python reports/leaderboard.py --experiment font        # the most recent font search
+    python reports/leaderboard.py --experiment font --search font-20261123-120000 --top 20
+
+Trials are ranked by their best epoch's metric, and only among those trained to their own end
+(completed or out of budget); ASHA-pruned trials are listed apart. Default output:
+reports/out/<search>/. search/run.py calls `write_report` at the end of every search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from reports.figures import make_figures
+from reports.render import Page, html_page, leaderboard_tables, markdown
+from reports.runs import SearchRuns, latest_search, load_search, open_client
+from reports.study import param_importances
+from search.cli import run_main
+from trainables.errors import UsageError
+
+DEFAULT_OUT = Path("reports/out")
+
+
+def write_report(
+    tracking_uri: str | None,
+    experiment: str | None,
+    search: str | None,
+    out_dir: Path,
+    top: int = 10,
+    *,
+    command: str,
+) -> Path:
+    """Write leaderboard.md, leaderboard.html and the figures into `out_dir`; return the .md path.
+
+    `experiment`/`search` None: the most recent search (in that experiment, or anywhere).
+    `command` is the command line printed at the top as the report's provenance. A search with
+    few, or no, finished trials still gets a report; an unknown experiment or search raises
+    UsageError.
+    """
+    client = open_client(tracking_uri)
+    if experiment is None or search is None:
+        experiment, search = latest_search(client, experiment, search)
+    runs = load_search(client, experiment, search)
+    importances = param_importances(runs.parent.data.tags.get("hpsearch.study"), search)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = Page(
+        title=f"Leaderboard: {search}",
+        generated_by=command,
+        facts=_facts(runs, client.tracking_uri),
+        tables=leaderboard_tables(runs, top),
+        plots=make_figures(runs, importances, out_dir),
+    )
+    md_path = out_dir / "leaderboard.md"
+    md_path.write_text(markdown(page))
+    (out_dir / "leaderboard.html").write_text(html_page(page))
+    return md_path
+
+
+def _facts(runs: SearchRuns, tracking_uri: str) -> list[tuple[str, str]]:
+    tags = runs.parent.data.tags
+    fates = ", ".join(f"{fate} {n}" for fate, n in runs.trials["fate"].value_counts().items())
+    ran = f"from {runs.started:%Y-%m-%d %H:%M UTC}"
+    last_end = runs.trials["end"].max()
+    if not pd.isna(last_end):
+        ran += f", {(last_end - runs.started).total_seconds() / 60:.1f} min to its last trial's end"
+    return [
+        ("search", f"{runs.search} (task {tags.get('hpsearch.task', '?')}, experiment {runs.experiment})"),
+        ("tracking store", tracking_uri),
+        ("report made", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("search ran", ran),
+        ("ranked by", f"{runs.metric} ({runs.mode}) at each trial's best epoch"),
+        ("trials", f"{len(runs.trials)}" + (f" ({fates})" if fates else "")),
+        ("best", _best_line(runs)),
+        ("search command", tags.get("hpsearch.command", "unknown")),
+        ("code version", tags.get("hpsearch.code_version", "unknown")),
+    ]
+
+
+def _best_line(runs: SearchRuns) -> str:
+    finished = runs.finished().dropna(subset=["best"])
+    if finished.empty:
+        return "no trial has trained to its own end yet"
+    best = finished.iloc[0]
+    line = f"trial {best['trial_id']}: {runs.metric} {best['best']:.4f} at epoch {best['best_epoch']}"
+    baseline = finished[finished["baseline"]]
+    if len(baseline) and not best["baseline"]:
+        value = baseline["best"].iloc[0]
+        line += f" (baseline {value:.4f}, {best['best'] - value:+.4f})"
+    elif best["baseline"]:
+        line += " (the baseline itself)"
+    return line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--experiment", help="MLflow experiment (default: that of the most recent search)")
+    p.add_argument("--search", help="the search's name (default: the experiment's most recent search)")
+    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT}/<search>)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
+    )
+    p.add_argument("--top", type=int, default=10, help="trials in the ranking (default 10)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    experiment, search = args.experiment, args.search
+    if experiment is None or search is None:
+        # Resolved here, not in write_report, because the default output folder is named after it.
+        experiment, search = latest_search(open_client(args.tracking_uri), experiment, search)
+    command = shlex.join(["python", "reports/leaderboard.py", *argv])
+    path = write_report(
+        args.tracking_uri, experiment, search, args.out or DEFAULT_OUT / search, args.top, command=command
+    )
+    print(f"wrote {path} and {path.with_suffix('.html').name} ({experiment} / {search})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,281 @@
+"""The leaderboard report, made from a real (sqlite) MLflow store laid out as a search writes it.
+
+The store follows docs/tracking-schema.md: a parent run per search, nested trial runs with
+their fates, full-config params and per-epoch metrics (step=epoch), and an Optuna journal
+study at the path in the parent's `hpsearch.study` tag. No Ray, no training.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState, create_trial
+
+from reports.leaderboard import write_report
+from reports.study import param_importances
+from trainables.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = "font-20261123-120000"
+T0 = 1_795_435_200_000  # 2026-11-23 12:00 UTC, ms: when a search started
+DAY = 86_400_000
+EPOCH_S = 10
+COMMAND = "python reports/leaderboard.py --experiment font"
+
+# trial id, fate, baseline, val_acc per epoch, searched knobs
+TRIALS = [
+    ("t0000", "completed", True, [0.50, 0.60, 0.65, 0.70], dict(optimizer="adam", lr=1e-3, batch_size=64)),
+    # Its best epoch (0.82) is not its last (0.80): ranked by the best.
+    ("t0001", "completed", False, [0.55, 0.75, 0.82, 0.80], dict(optimizer="adam", lr=3e-3, batch_size=32)),
+    ("t0002", "budget", False, [0.60, 0.78], dict(optimizer="sgd", lr=1e-2, batch_size=128)),
+    ("t0003", "pruned", False, [0.40], dict(optimizer="sgd", lr=1e-4, batch_size=256)),
+    # Pruned after one lucky epoch: higher than every finished trial, yet never ranked with them.
+    ("t0004", "pruned", False, [0.95], dict(optimizer="adam", lr=2e-4, batch_size=32)),
+    ("t0005", "completed", False, [0.30, 0.50, 0.60, 0.79], dict(optimizer="adam", lr=5e-4, batch_size=64)),
+    ("t0006", "failed", False, [], dict(optimizer="sgd", lr=2e-2, batch_size=256)),
+    # Last epoch 0.78 but best 0.81: second, above t0005 (0.79 at its last epoch).
+    ("t0007", "completed", False, [0.81, 0.80, 0.79, 0.78], dict(optimizer="adamw", lr=2e-3, batch_size=32)),
+]
+RANKED = ["t0001", "t0007", "t0005", "t0002", "t0000"]
+CONSTANT = dict(weight_decay=0.0, dropout2=0.3, stem_channels=16)  # same in every trial: not a column
+DISTRIBUTIONS = dict(
+    optimizer=CategoricalDistribution(["adam", "adamw", "sgd"]),
+    lr=FloatDistribution(1e-4, 3e-2, log=True),
+    batch_size=CategoricalDistribution([32, 64, 128, 256]),
+)
+
+
+def log_search(
+    client: MlflowClient, experiment_id: str, name: str, trials: list, study: Path | None, started: int = T0
+) -> None:
+    tags = {
+        "hpsearch.role": "search",
+        "hpsearch.search": name,
+        "hpsearch.task": "font",
+        "hpsearch.metric": "val_acc",
+        "hpsearch.mode": "max",
+        "hpsearch.code_version": "abc1234",
+        "hpsearch.command": "python search/run.py --space spaces/font.py --quick",
+    }
+    if study is not None:
+        tags["hpsearch.study"] = str(study)
+    parent = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
+    for i, (trial_id, fate, baseline, accs, knobs) in enumerate(trials):
+        start = started + i * 60_000
+        run = client.create_run(
+            experiment_id,
+            start_time=start,
+            run_name=trial_id,
+            tags={
+                "mlflow.parentRunId": parent,
+                "hpsearch.role": "trial",
+                "hpsearch.search": name,
+                "hpsearch.task": "font",
+                "hpsearch.trial_id": trial_id,
+                "hpsearch.fate": fate,
+                "hpsearch.baseline": "true" if baseline else "false",
+                "hpsearch.device": "cpu",
+                **({"hpsearch.error": "RuntimeError: out of memory"} if fate == "failed" else {}),
+            },
+        ).info.run_id
+        metrics = []
+        for epoch, acc in enumerate(accs, start=1):
+            t = start + epoch * EPOCH_S * 1000
+            metrics += [
+                Metric("val_acc", acc, t, epoch),
+                Metric("val_loss", 2.0 - acc, t, epoch),
+                Metric("epoch_time_s", EPOCH_S, t, epoch),
+                Metric("time_total_s", epoch * EPOCH_S, t, epoch),
+            ]
+        params = [Param(k, str(v)) for k, v in {**CONSTANT, **knobs, "epochs": 4}.items()]
+        client.log_batch(run, metrics=metrics, params=params)
+        end = start + max(len(accs), 1) * EPOCH_S * 1000
+        client.set_terminated(run, status="FAILED" if fate == "failed" else "FINISHED", end_time=end)
+    client.set_terminated(parent, end_time=started + len(trials) * 60_000)
+
+
+def make_study(path: Path, name: str, trials: list = TRIALS) -> None:
+    """The search's Optuna journal: finished trials COMPLETE (last value), pruned PRUNED."""
+    path.parent.mkdir(parents=True)
+    study = optuna.create_study(
+        study_name=name, direction="maximize", storage=JournalStorage(JournalFileBackend(str(path)))
+    )
+    for _, fate, _, accs, knobs in trials:
+        state = {"pruned": TrialState.PRUNED, "failed": TrialState.FAIL}.get(fate, TrialState.COMPLETE)
+        value = accs[-1] if state == TrialState.COMPLETE else None
+        study.add_trial(create_trial(params=knobs, distributions=DISTRIBUTIONS, value=value, state=state))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One sqlite store with three experiments: `font` (a full search), `early` (no trial
+    finished, no study file) and `bare` (a search that logged no trial)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    study = root / "results" / SEARCH / "optuna_study.journal"
+    make_study(study, SEARCH)
+    font = client.create_experiment("font", artifact_location=str(root / "artifacts"))
+    log_search(client, font, SEARCH, TRIALS, study, started=T0 + DAY)  # the most recent search
+    early = client.create_experiment("early", artifact_location=str(root / "artifacts"))
+    log_search(client, early, "early-1", [TRIALS[3], TRIALS[6]], root / "results" / "gone.journal")
+    bare = client.create_experiment("bare", artifact_location=str(root / "artifacts"))
+    log_search(client, bare, "bare-1", [], None, started=T0 - DAY)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    return write_report(store, "font", SEARCH, out, top=10, command=COMMAND)
+
+
+def section(md: str, title_start: str) -> str:
+    """The text of the `## ` section whose title starts with `title_start`."""
+    for part in md.split("\n## ")[1:]:
+        if part.startswith(title_start):
+            return part
+    raise AssertionError(f"no section {title_start!r} in:\n{md}")
+
+
+def trial_ids(text: str) -> list[str]:
+    return re.findall(r"\bt\d{4}\b", text)
+
+
+def test_write_report_ranks_finished_trials_by_their_best_epoch(report):
+    ranking = section(report.read_text(), "Ranking")
+    assert trial_ids(ranking) == RANKED
+    # t0001's row shows its best epoch's value and epoch, not its last.
+    row = next(line for line in ranking.splitlines() if "t0001" in line)
+    assert "| 0.8200 | 3 | 4 |" in row
+
+
+def test_write_report_lists_pruned_trials_apart_from_the_ranking(report):
+    md = report.read_text()
+    assert "t0004" not in section(md, "Ranking")  # its 0.95 after one epoch is not comparable
+    assert trial_ids(section(md, "Stopped early")) == ["t0004", "t0003"]
+
+
+def test_write_report_lists_failed_trials_with_their_error(report):
+    failed = section(report.read_text(), "Diverged, failed")
+    assert trial_ids(failed) == ["t0006"]
+    assert "RuntimeError: out of memory" in failed
+
+
+def test_write_report_marks_the_baseline_row(report):
+    rows = [line for line in section(report.read_text(), "Ranking").splitlines() if line.startswith("|")]
+    assert [trial_ids(row) for row in rows if "baseline" in row] == [["t0000"]]
+    assert '<tr class="baseline">' in report.with_suffix(".html").read_text()
+
+
+def test_write_report_keeps_the_baseline_row_below_the_top(store, tmp_path):
+    md = write_report(store, "font", SEARCH, tmp_path, top=2, command=COMMAND).read_text()
+    ranking = section(md, "Ranking")
+    assert trial_ids(ranking) == ["t0001", "t0007", "t0000"]
+    assert next(line for line in ranking.splitlines() if "t0000" in line).startswith("| **5** |")
+
+
+def test_write_report_shows_only_the_hyperparameters_that_varied(report):
+    header = section(report.read_text(), "Ranking").splitlines()[2]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert {"optimizer", "lr", "batch_size"} <= set(columns)
+    assert not {"dropout2", "weight_decay", "stem_channels", "epochs"} & set(columns)
+
+
+def test_write_report_puts_the_command_at_the_top(report):
+    md_first = report.read_text().splitlines()[0]
+    assert COMMAND in md_first and "do not edit" in md_first
+    html = report.with_suffix(".html").read_text()
+    body = html[html.index("<body>") :]
+    assert body.index(COMMAND) < body.index("<h1>")
+
+
+def test_write_report_html_is_self_contained(report):
+    html = report.with_suffix(".html").read_text()
+    assert 'src="http' not in html and 'href="http' not in html
+    assert "<link" not in html and "<script" not in html
+    # All four figures drawn (the study has enough completed trials) and embedded.
+    assert html.count('src="data:image/png;base64,') == 4
+
+
+def test_write_report_writes_the_figures(report):
+    pngs = sorted(p.name for p in report.parent.glob("*.png"))
+    assert pngs == ["best_so_far.png", "learning_curves.png", "metric_vs_time.png", "param_importance.png"]
+    for name in pngs:
+        data = (report.parent / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 1000
+    assert "fANOVA" in report.read_text() or "importance" in report.read_text()
+
+
+def test_write_report_without_finished_trials(store, tmp_path):
+    md = write_report(store, "early", "early-1", tmp_path, command=COMMAND).read_text()
+    assert "no trial has trained to its own end yet" in section(md, "Ranking")
+    assert trial_ids(section(md, "Stopped early")) == ["t0003"]
+    assert "is missing" in md  # the study file is gone: importance skipped with a note
+    assert (tmp_path / "leaderboard.html").stat().st_size > 0
+
+
+def test_write_report_for_a_search_without_trials(store, tmp_path):
+    md = write_report(store, "bare", None, tmp_path, command=COMMAND).read_text()
+    assert "bare-1" in md
+    assert "no Optuna study recorded" in md
+    assert not list(tmp_path.glob("*.png"))  # nothing to draw, each figure says why instead
+
+
+@pytest.mark.parametrize(
+    ("experiment", "search", "message"),
+    [("nope", SEARCH, "no experiment 'nope'"), ("font", "font-nope", "no search 'font-nope'")],
+)
+def test_write_report_unknown_experiment_or_search(store, tmp_path, experiment, search, message):
+    with pytest.raises(UsageError, match=message):
+        write_report(store, experiment, search, tmp_path, command=COMMAND)
+
+
+def test_write_report_missing_local_store_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no MLflow store"):
+        write_report(f"sqlite:///{tmp_path / 'none.db'}", "font", None, tmp_path, command=COMMAND)
+    assert not (tmp_path / "none.db").exists()  # not silently created empty
+
+
+def test_param_importances_needs_enough_completed_trials(tmp_path):
+    path = tmp_path / "study" / "optuna_study.journal"
+    make_study(path, "s", TRIALS[:3])  # the searcher tells Optuna COMPLETE for `budget` too
+    note = param_importances(str(path), "s").note
+    assert note.startswith("only 3 completed trial(s)")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "reports/leaderboard.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_writes_the_report(store, tmp_path):
+    # No --experiment, no --search: the most recent search in any experiment, the font one.
+    done = run_cli("--tracking-uri", store, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert md.startswith(f"_Generated by `python reports/leaderboard.py --tracking-uri {store}")
+    assert f"# Leaderboard: {SEARCH}" in md
+    assert trial_ids(section(md, "Ranking")) == RANKED
+
+
+def test_cli_unknown_experiment_is_one_error_line(store):
+    done = run_cli("--tracking-uri", store, "--experiment", "nope")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("error: no experiment 'nope'")

@@ -1,0 +1,258 @@
+"""The training loop on tiny in-memory data: reports, budget, divergence, repeatability, best epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from search.space import Space, load_space
+from trainables.augment import AUGMENTATIONS, augment
+from trainables.config import resolve_config
+from trainables.data.splits import Split, Splits
+from trainables.loop import evaluate, train
+from trainables.models import MODELS, ModelFamily, count_params
+from trainables.tasks import TASKS, Task
+
+CPU = torch.device("cpu")
+SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
+REPORT_KEYS = {
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "epoch_time_s",
+    "time_total_s",
+    "stopped",
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny batches gain nothing from a thread pool, and on a shared 2-core machine its spinning
+    # threads fight other processes': these tests ran 5x slower under load with two threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def spaces_by_task() -> dict[str, Space]:
+    spaces = (load_space(p) for p in sorted(SPACES_DIR.glob("*.py")) if not p.name.startswith("_"))
+    return {s.task.name: s for s in spaces}
+
+
+def baseline(task: Task) -> dict:
+    """The task's seed configuration from its space file (the defaults if it has none)."""
+    space = spaces_by_task().get(task.name)
+    return space.baseline if space else resolve_config(task)
+
+
+def random_splits(task: Task, n_train: int, n_val: int, seed: int = 0) -> Splits:
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> Split:
+        x = torch.randint(0, 256, (n, *task.input_shape), dtype=torch.uint8, generator=gen)
+        return Split(x, torch.randint(0, task.num_classes, (n,), generator=gen))
+
+    return Splits(split(n_train), split(n_val), split(n_val), [str(k) for k in range(task.num_classes)])
+
+
+def block_splits(task: Task, n_train: int, n_val: int, val_shift: int = 0) -> Splits:
+    """Learnable images: class k is a bright block in cell k of a grid over dark noise.
+
+    ``val_shift`` labels the validation images ``(k + shift) % classes``: with a shift the
+    better the model learns train, the worse it does on val.
+    """
+    gen = torch.Generator().manual_seed(0)
+    c, h, w = task.input_shape
+    grid = math.ceil(math.sqrt(task.num_classes))
+    cell_h, cell_w = h // grid, w // grid
+
+    def split(n: int, shift: int) -> Split:
+        y = torch.arange(n) % task.num_classes
+        x = torch.randint(0, 64, (n, c, h, w), dtype=torch.uint8, generator=gen)
+        for i, k in enumerate(y.tolist()):
+            r, col = divmod(k, grid)
+            x[i, :, r * cell_h : (r + 1) * cell_h, col * cell_w : (col + 1) * cell_w] = 255
+        return Split(x, (y + shift) % task.num_classes)
+
+    return Splits(
+        split(n_train, 0), split(n_val, val_shift), split(n_val, 0), [str(k) for k in range(task.num_classes)]
+    )
+
+
+def history_values(history: list[dict]) -> list[tuple]:
+    # Everything but the wall-clock times.
+    return [(r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"], r["lr"]) for r in history]
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_train_runs_one_epoch_of_the_baseline_for_every_task(task_name):
+    task = TASKS[task_name]
+    config = resolve_config(task, baseline(task), {"epochs": 1, "batch_size": 4})
+    reports = []
+    result = train(task, config, random_splits(task, 8, 4), device=CPU, on_epoch=reports.append)
+    assert reports == result.history and len(reports) == 1
+    report = reports[0]
+    assert set(report) == REPORT_KEYS
+    assert report["epoch"] == 1 and report["stopped"] == "completed" == result.stopped
+    assert report["lr"] == config["lr"]  # the rate the epoch trained with, before the schedule steps
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "time_total_s"):
+        assert math.isfinite(report[key]), key
+    assert 0 <= report["train_acc"] <= 1 and 0 <= report["val_acc"] <= 1
+    assert result.n_params == count_params(result.model) > 0
+
+
+def test_train_reports_once_per_epoch():
+    task = TASKS["cifar10"]
+    config = resolve_config(task, {"epochs": 3, "batch_size": 8})
+    reports = []
+    result = train(task, config, random_splits(task, 16, 8), device=CPU, on_epoch=reports.append)
+    assert [r["epoch"] for r in reports] == [1, 2, 3]
+    # `stopped` stays empty while the run goes on and names the reason on the last report only.
+    assert [r["stopped"] for r in reports] == ["", "", "completed"]
+    assert reports == result.history
+
+
+def test_train_reports_the_scheduled_learning_rate():
+    task = TASKS["cifar10"]
+    config = resolve_config(task, {"epochs": 3, "batch_size": 8, "schedule": "step", "step_size": 1})
+    result = train(task, config, random_splits(task, 16, 8), device=CPU)
+    lr, gamma = config["lr"], config["gamma"]
+    assert [r["lr"] for r in result.history] == pytest.approx([lr, lr * gamma, lr * gamma**2])
+
+
+def test_train_budget_stops_before_an_epoch_that_would_not_fit():
+    task = TASKS["cifar10"]
+    data = random_splits(task, 64, 8)
+    config = resolve_config(task, {"epochs": 100, "batch_size": 8})
+    probe = train(task, resolve_config(task, config, {"epochs": 2}), data, device=CPU)
+    epoch_s = probe.history[-1]["epoch_time_s"]  # measured, warm: this machine's real speed
+    budget = 3.5 * epoch_s
+    result = train(task, config, data, device=CPU, budget_s=budget)
+    history = result.history
+    assert result.stopped == "budget" == history[-1]["stopped"]
+    assert 1 <= len(history) < config["epochs"]
+    # The rule, checked on the run's own reported times: an epoch started only if the slowest
+    # epoch so far still fitted in what was left of the budget.
+    for i, report in enumerate(history[:-1]):
+        slowest = max(r["epoch_time_s"] for r in history[: i + 1])
+        assert report["time_total_s"] + slowest <= budget
+    # Hence no overshoot, give or take a slower-than-ever last epoch (which the deadline cuts
+    # short: one batch and the evaluation at most) and the machine's noise.
+    assert history[-1]["time_total_s"] <= budget + max(0.3, 0.5 * epoch_s)
+
+
+def test_train_budget_cuts_an_epoch_that_alone_is_too_long():
+    task = TASKS["cifar10"]
+    data = random_splits(task, 384, 8)  # 96 batches of 4: an epoch of about a second
+    config = resolve_config(task, {"epochs": 1, "batch_size": 4})
+    result = train(task, config, data, device=CPU, budget_s=0.05)
+    report = result.history[-1]
+    # The deadline is checked after every batch: the run stops mid-epoch, not an epoch late,
+    # and a cut-short last epoch is a budget stop, not a completed run.
+    assert result.stopped == "budget" and len(result.history) == 1
+    assert report["time_total_s"] <= 0.05 + 0.5
+    full = train(task, config, data, device=CPU).history[-1]["time_total_s"]
+    assert report["time_total_s"] < full / 2  # (the uncut epoch, for comparison)
+
+
+def test_train_stops_when_the_loss_diverges():
+    task = TASKS["mnist"]
+    config = resolve_config(task, {"optimizer": "sgd", "lr": 1e6, "epochs": 3, "batch_size": 16})
+    result = train(task, config, random_splits(task, 64, 16), device=CPU)  # no exception
+    assert result.stopped == "diverged" == result.history[-1]["stopped"]
+    assert len(result.history) == 1  # the first non-finite epoch ends the run
+    assert not math.isfinite(result.history[-1]["train_loss"])
+
+
+class NaNModel(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(1, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean((1, 2, 3)).unsqueeze(1)) * float("nan")
+
+
+def test_train_stops_a_model_that_outputs_nan(monkeypatch):
+    family = ModelFamily("nan_model", lambda num_classes, input_shape: NaNModel(num_classes), {})
+    monkeypatch.setitem(MODELS, family.name, family)
+    task = dataclasses.replace(TASKS["mnist"], name="nan_task", model=family.name)
+    config = resolve_config(task, {"epochs": 5, "batch_size": 8})
+    result = train(task, config, random_splits(task, 16, 8), device=CPU)
+    assert result.stopped == "diverged" and len(result.history) == 1
+
+
+def test_train_is_repeatable_on_cpu():
+    task = TASKS["mnist"]
+    # Augmentation, dropout and shuffling all draw random numbers: all must follow the seed.
+    config = resolve_config(task, {"epochs": 2, "batch_size": 16, "augment": "affine", "channels": 8})
+    data = random_splits(task, 64, 16)
+    first, again = (train(task, config, data, device=CPU) for _ in range(2))
+    other = train(task, resolve_config(task, config, {"seed": 1}), data, device=CPU)
+    assert history_values(first.history) == history_values(again.history)
+    assert history_values(first.history) != history_values(other.history)
+
+
+def test_train_keeps_the_best_epochs_weights():
+    task = TASKS["cifar10"]
+    # Val labels are shifted by one class: learning train makes val worse, so no later epoch beats
+    # the first (a tie keeps the earlier epoch) and restoring it is visible in the val loss.
+    data = block_splits(task, 96, 40, val_shift=1)
+    config = resolve_config(task, {"epochs": 3, "batch_size": 16, "lr": 3e-3})
+    result = train(task, config, data, device=CPU)
+    history = result.history
+    assert result.best_val_acc == max(r["val_acc"] for r in history)
+    assert history[result.best_epoch - 1]["val_acc"] == result.best_val_acc
+    assert result.best_epoch < len(history)  # the setup worked: the last epoch is not the best
+    val_loss, val_acc = evaluate(result.model, data.val, task)
+    assert val_acc == pytest.approx(result.best_val_acc)
+    assert val_loss == pytest.approx(history[result.best_epoch - 1]["val_loss"], rel=1e-5)
+    assert val_loss != pytest.approx(history[-1]["val_loss"], rel=1e-3)  # not the last epoch's model
+
+
+def test_train_learns_learnable_data():
+    task = TASKS["cifar10"]
+    data = block_splits(task, 96, 40)
+    result = train(task, resolve_config(task, {"epochs": 2, "batch_size": 16, "lr": 3e-3}), data, device=CPU)
+    assert result.best_val_acc > 0.5  # chance is 0.1
+
+
+@pytest.mark.parametrize("kind", AUGMENTATIONS)
+@pytest.mark.parametrize("shape", [(6, 1, 28, 28), (6, 3, 32, 32)], ids=["gray", "color"])
+def test_augment_keeps_shape_dtype_and_range(kind, shape):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    out = augment(x, kind, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    # Warps mix pixels and pad with zeros (black), so values stay in 0..1.
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1 + 1e-6
+    again = augment(x, kind, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # the generator decides everything
+    if kind == "none":
+        assert out is x
+    else:
+        assert not torch.equal(out, x)
+
+
+def test_augment_flip_mirrors_some_images_and_keeps_the_rest():
+    x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = augment(x, "flip", torch.Generator().manual_seed(0))
+    flipped = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)]
+    kept = [torch.equal(o, i) for o, i in zip(out, x, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert any(flipped) and any(kept)
+
+
+def test_augment_rejects_an_unknown_kind():
+    with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
+        augment(torch.zeros(1, 1, 4, 4), "rotate", torch.Generator())

@@ -1,0 +1,395 @@
+"""A search in MLflow: real searches on the shared Ray, read back through MLflow's own API.
+
+The smoke search logs to a real `mlflow server` on loopback (a subprocess, artifacts proxied
+over HTTP as on a team server); the others log to the default SQLite store in a tmp directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import ray.cloudpickle
+import torch
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from search.space import load_space
+from search.summary import trials_frame
+from search.tracking import METRICS, MlflowTracker, code_version
+from search.tuner import SearchSettings, build_tuner
+from trainables.data.splits import Split, Splits
+
+# Ray workers cannot import this test module: send its trial functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SPACE = """
+TASK = "mnist"
+METRIC = "val_acc"
+MODE = "max"
+BUDGET_S = 60
+MAX_EPOCHS = 3
+# Tiny, so a trial trains in a second; epochs 5 is above max_epochs: trials are capped at 3.
+BASELINE = {"lr": 3e-3, "batch_size": 32, "epochs": 5, "channels": 4, "fc1": 32, "fc2": 16}
+
+
+def space(trial):
+    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    trial.suggest_categorical("batch_size", [16, 32, 64])
+"""
+
+
+# Stores and servers
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, made once: creating its tables takes ~8 s, copying it none."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    cwd = os.getcwd()
+    os.chdir(path.parent)  # MLflow records ./mlruns as the default experiment's artifact folder
+    try:
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+    finally:
+        os.chdir(cwd)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server_process(empty_store, tmp_path_factory):
+    """`mlflow server` on a free loopback port, started with the module: it takes ~20 s to boot,
+    which the searches on the SQLite store overlap. Yields (process, URL, log file)."""
+    root = tmp_path_factory.mktemp("server")
+    shutil.copy(empty_store, root / "mlflow.db")
+    port = _free_port()
+    command = [
+        *(sys.executable, "-m", "mlflow", "server"),
+        *("--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"),
+        *("--artifacts-destination", str(root / "artifacts")),  # proxied: clients upload over HTTP
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+    ]
+    # The job runner (7 huey consumers) doubles the start-up time and is not needed here.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log_path = root / "server.log"
+    with open(log_path, "w") as log:
+        # Its own process group: `mlflow server` runs uvicorn as a child, which a plain kill leaves.
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield server, f"http://127.0.0.1:{port}", log_path
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(server_process) -> str:
+    """The server's URL, once it answers."""
+    server, url, log_path = server_process
+    deadline = time.monotonic() + 120
+    while not _answers(url):
+        if server.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.25)
+    return url
+
+
+@pytest.fixture
+def default_store(empty_store, tmp_path, monkeypatch) -> MlflowClient:
+    """MLflow's default store, `sqlite:///mlflow.db` in the working directory (here tmp_path)."""
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+# Searches
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spaces") / "tiny_mnist.py"
+    path.write_text(SPACE)
+    return load_space(path)
+
+
+@pytest.fixture(scope="module")
+def data() -> Splits:
+    """300 MNIST-sized images: class k is a bright 7x7 block at one of ten places, plus noise."""
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> Split:
+        y = torch.arange(n) % 10
+        x = torch.randint(0, 60, (n, 1, 28, 28), generator=gen, dtype=torch.uint8)
+        for i, k in enumerate(y.tolist()):
+            row, col = divmod(k, 4)
+            x[i, 0, 7 * row : 7 * row + 7, 7 * col : 7 * col + 7] = 255
+        return Split(x, y)
+
+    return Splits(split(200), split(100), split(10), [str(k) for k in range(10)])
+
+
+def tracker_for(space, settings, experiment_dir, tracking_uri=None) -> MlflowTracker:
+    return MlflowTracker(
+        space,
+        settings,
+        experiment_dir,
+        tracking_uri=tracking_uri,
+        experiment=None,
+        command="pytest tests/test_tracking.py",
+        quick=True,
+    )
+
+
+def quick_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+    """Stands in for search/trainable.run_trial: reports as it does, trains nothing.
+    The baseline's trial dies after its first epoch."""
+    from ray import tune
+
+    for epoch in range(1, max_epochs + 1):
+        time.sleep(0.2)  # long enough for the trials to overlap
+        last = epoch == max_epochs
+        values = {k: epoch / 10 for k in METRICS if k != "time_total_s"}  # Ray sets time_total_s
+        tune.report({"epoch": epoch, **values, "stopped": "completed" if last else ""})
+        if all(baseline[k] == v for k, v in params.items()):
+            raise RuntimeError("out of memory, or so it says\nsecond line of the error")
+
+
+def trial_runs(client: MlflowClient, search: str) -> list[Run]:
+    experiment = client.get_experiment_by_name("mnist")
+    query = f"tags.`hpsearch.role` = 'trial' AND tags.`hpsearch.search` = '{search}'"
+    return client.search_runs([experiment.experiment_id], query, max_results=1000)
+
+
+def search_runs(client: MlflowClient, search: str) -> list[Run]:
+    experiment = client.get_experiment_by_name("mnist")
+    query = f"tags.`hpsearch.role` = 'search' AND tags.`hpsearch.search` = '{search}'"
+    return client.search_runs([experiment.experiment_id], query)
+
+
+# On the default SQLite store first: the server boots in the meantime for the smoke search.
+
+
+@pytest.fixture(scope="module")
+def eight(ray_session, empty_store, space, data, tmp_path_factory):
+    """8 trials at once (a quarter CPU each) on MLflow's default store; the baseline's dies."""
+    root = tmp_path_factory.mktemp("eight")
+    shutil.copy(empty_store, root / "mlflow.db")
+    settings = SearchSettings(trials=8, trial_budget_s=60, max_epochs=4, cpus_per_trial=0.25, grace_period=4)
+    experiment_dir = root / "results" / "eight"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the default store is sqlite:///mlflow.db in the working directory
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        tracker = tracker_for(space, settings, experiment_dir)
+        results = build_tuner(space, settings, data, experiment_dir, [tracker], quick_trial).fit()
+    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s).set_index("trial_id")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    return SimpleNamespace(client=client, results=results, frame=frame)
+
+
+def test_tracker_loses_nothing_with_8_concurrent_trials(eight):
+    runs = {r.info.run_name: r for r in trial_runs(eight.client, "eight")}
+    assert len(runs) == len(eight.results) == 8
+    for result in eight.results:
+        run, history = runs[result.metrics["trial_id"]], result.metrics_dataframe
+        # grace_period=max_epochs: ASHA stops none, so all but the dying trial report 4 epochs.
+        assert len(history) == (1 if run.data.tags["hpsearch.baseline"] == "true" else 4)
+        for key in METRICS:  # every point Tune recorded, at step=epoch
+            points = sorted((m.step, m.value) for m in eight.client.get_metric_history(run.info.run_id, key))
+            assert points == pytest.approx(list(zip(history["epoch"], history[key], strict=True))), key
+        assert run.data.tags["hpsearch.fate"] == eight.frame.loc[run.info.run_name, "fate"]
+    # The trials did run side by side (all 8 at once, as a rule; 4 at the very least).
+    spans = [(r.info.start_time, r.info.end_time) for r in runs.values()]
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    assert max(itertools.accumulate(change for _, change in events)) >= 4
+
+
+def test_trial_that_dies_leaves_its_run_marked_failed(eight):
+    assert eight.results.num_errors == 1 and eight.results.num_terminated == 7  # the search went on
+    by_baseline = {True: [], False: []}
+    for run in trial_runs(eight.client, "eight"):
+        by_baseline[run.data.tags["hpsearch.baseline"] == "true"].append(run)
+    (failed,), others = by_baseline[True], by_baseline[False]
+    assert failed.info.status == "FAILED" and failed.data.tags["hpsearch.fate"] == "failed"
+    # The error's own first line, not Ray's wrapper ("ray::ImplicitFunc.train() (pid=...").
+    assert failed.data.tags["hpsearch.error"] == "RuntimeError: out of memory, or so it says"
+    assert [m.step for m in eight.client.get_metric_history(failed.info.run_id, "val_acc")] == [1]
+    for run in others:
+        assert run.info.status == "FINISHED" and run.data.tags["hpsearch.fate"] == "completed"
+        assert "hpsearch.error" not in run.data.tags
+
+
+def test_resumed_search_reuses_its_runs(space, default_store, tmp_path):
+    settings = SearchSettings(trials=2, max_epochs=3)
+    tracker = tracker_for(space, settings, tmp_path / "results" / "resumed")
+    trial = SimpleNamespace(trial_id="abc_00001", config={"lr": 1e-3}, last_result={})
+    tracker.setup()
+    tracker.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        tracker.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 10})
+    tracker.on_experiment_end([])  # Ctrl-C: the trial's run is left KILLED, its fate running
+    tracker.finish({}, [])
+    (parent,) = search_runs(default_store, "resumed")
+    assert parent.info.status == "KILLED"  # a trial never ended: the search was interrupted
+
+    # --resume: Tune unpickles the tracker it pickled with the tuner, with no client or run ids.
+    again = pickle.loads(pickle.dumps(tracker))
+    assert again._client is None and again._runs == {}
+    again.setup()
+    again.on_trial_start(0, [], trial)  # the trial trains again from epoch 1
+    for epoch in (1, 2, 3):
+        again.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 10})
+    trial.last_result = {"epoch": 3, "stopped": "completed"}
+    again.on_trial_complete(0, [], trial)
+    again.finish({"val_acc": 0.3}, [])
+
+    (parent,) = search_runs(default_store, "resumed")
+    assert parent.info.run_id == tracker._parent_id and parent.info.status == "FINISHED"
+    assert parent.data.metrics == {"best_val_acc": 0.3}
+    (run,) = trial_runs(default_store, "resumed")
+    assert run.info.status == "FINISHED" and run.data.tags["hpsearch.fate"] == "completed"
+    history = default_store.get_metric_history(run.info.run_id, "val_acc")
+    assert sorted(m.step for m in history) == [1, 2, 3]  # epochs 1 and 2 not logged twice
+
+
+def test_tracker_goes_on_without_a_server(space, tmp_path, caplog):
+    dead = f"http://127.0.0.1:{_free_port()}"
+    tracker = tracker_for(space, SearchSettings(), tmp_path / "results" / "nowhere", tracking_uri=dead)
+    trial = SimpleNamespace(trial_id="abc_00000", config={}, last_result={})
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+        tracker.setup()
+        tracker.on_trial_start(0, [], trial)
+        tracker.on_trial_result(0, [], trial, {"epoch": 1, "val_acc": 0.5})
+        tracker.on_trial_complete(0, [], trial)
+        tracker.finish({"val_acc": 0.5}, [])
+    assert time.monotonic() - started < 10  # not MLflow's minutes of retries per call
+    assert [r.message for r in caplog.records] == [
+        f"MLflow: no MLflow server answers at {dead}; the search goes on without tracking"
+    ]
+
+
+def test_code_version_is_the_commit_or_unknown(tmp_path):
+    sha = code_version()
+    assert len(sha.removesuffix("-dirty")) == 40 and int(sha[:40], 16) >= 0
+    assert code_version(tmp_path) == "unknown"  # not a git repository
+
+
+# The smoke search, tracked on a real MLflow server
+
+
+@pytest.fixture(scope="module")
+def smoke(ray_session, mlflow_server, space, data, tmp_path_factory):
+    """4 real trials of the tiny CNN, 2 at a time, ended as search/run.py ends a search."""
+    settings = SearchSettings(trials=4, trial_budget_s=60, max_epochs=3, cpus_per_trial=1)
+    experiment_dir = tmp_path_factory.mktemp("results") / "smoke"
+    tracker = tracker_for(space, settings, experiment_dir, tracking_uri=mlflow_server)
+    results = build_tuner(space, settings, data, experiment_dir, callbacks=[tracker]).fit()
+
+    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s)
+    frame.to_csv(experiment_dir / "trials.csv", index=False)
+    best = {"task": "mnist", "search": "smoke", "val_acc": float(frame["val_acc"].max())}
+    (experiment_dir / "best.json").write_text(json.dumps(best))
+    report = experiment_dir / "report"
+    report.mkdir()
+    (report / "leaderboard.md").write_text("# Leaderboard\n")
+    tracker.finish(best, [experiment_dir / "best.json", experiment_dir / "trials.csv", report])
+    return SimpleNamespace(
+        client=MlflowClient(tracking_uri=mlflow_server),
+        results=results,
+        frame=frame.set_index("trial_id"),
+        best=best,
+    )
+
+
+def test_search_has_one_parent_run_as_the_schema_says(smoke, space):
+    (parent,) = search_runs(smoke.client, "smoke")
+    assert parent.info.run_name == "smoke" and parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert tags["hpsearch.task"] == "mnist" and tags["hpsearch.metric"] == "val_acc"
+    assert tags["hpsearch.mode"] == "max" and tags["hpsearch.code_version"] == code_version()
+    assert tags["hpsearch.command"] == "pytest tests/test_tracking.py"
+    assert (
+        tags["hpsearch.study"].endswith("smoke/optuna_study.journal")
+        and Path(tags["hpsearch.study"]).exists()
+    )
+    params = parent.data.params
+    assert params["trials"] == "4" and params["max_epochs"] == "3" and params["cpus_per_trial"] == "1"
+    assert params["time_budget_s"] == "None" and params["quick"] == "True"
+    assert params["space"] == str(space.path)
+    assert parent.data.metrics == {"best_val_acc": smoke.best["val_acc"]}
+    artifacts = {a.path for a in smoke.client.list_artifacts(parent.info.run_id)}
+    assert artifacts == {"tiny_mnist.py", "best.json", "trials.csv", "report"}
+    assert [a.path for a in smoke.client.list_artifacts(parent.info.run_id, "report")] == [
+        "report/leaderboard.md"
+    ]
+
+
+def test_search_has_a_nested_run_per_trial(smoke):
+    (parent,) = search_runs(smoke.client, "smoke")
+    runs = trial_runs(smoke.client, "smoke")
+    assert sorted(r.info.run_name for r in runs) == sorted(smoke.frame.index) and len(runs) == 4
+    for run in runs:
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["hpsearch.trial_id"] == run.info.run_name and tags["hpsearch.task"] == "mnist"
+        assert tags["hpsearch.device"] == "cpu" and tags["hpsearch.code_version"] == code_version()
+    # Exactly one trial is the seed's baseline, and it is the one trials.csv says.
+    baseline = [r.info.run_name for r in runs if r.data.tags["hpsearch.baseline"] == "true"]
+    assert baseline == list(smoke.frame.index[smoke.frame["baseline"]])
+
+
+def test_trial_runs_hold_the_full_config_epochs_and_fate(smoke, tmp_path):
+    for result in smoke.results:
+        trial_id = result.metrics["trial_id"]
+        (run,) = [r for r in trial_runs(smoke.client, "smoke") if r.info.run_name == trial_id]
+        row = smoke.frame.loc[trial_id]
+        config = {k.removeprefix("config/"): v for k, v in row.items() if k.startswith("config/")}
+        assert run.data.params == {k: str(_plain(v)) for k, v in config.items()}  # every resolved value
+        assert int(run.data.params["epochs"]) == 3  # capped at max_epochs, as the trainable does
+        saved = Path(smoke.client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
+        assert yaml.safe_load(saved.read_text()) == {k: _plain(v) for k, v in config.items()}
+        # Every epoch Tune saw is in MLflow, with step=epoch.
+        epochs = result.metrics_dataframe["epoch"].tolist()
+        for key in METRICS:
+            history = smoke.client.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == epochs, key
+        assert run.data.tags["hpsearch.fate"] == row["fate"]
+        assert run.info.status == "FINISHED"
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
