@@ -57,17 +57,23 @@ def tiny_data() -> Splits:
 
 
 def placement_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
-    """Reports which GPU ids Ray gave it and when it ran, without training."""
-    start = time.time()
-    time.sleep(3)
+    """Reports its GPU ids and how many trials were running at once, without training.
+
+    Each trial marks its start beside the other trials' folders and waits (up to 60 s) until
+    eight have started: if fewer can run at once, the first ones time out seeing fewer.
+    """
+    here = Path(tune.get_context().get_trial_dir())
+    (here.parent / f"started-{here.name}").touch()
+    deadline = time.time() + 60
+    while len(list(here.parent.glob("started-*"))) < 8 and time.time() < deadline:
+        time.sleep(0.1)
     tune.report(
         {
             "epoch": 1,
             "val_acc": params["lr"],
             "stopped": "completed",
             "gpu_ids": str(ray.get_gpu_ids()),
-            "started": start,
-            "ended": time.time(),
+            "running_at_once": len(list(here.parent.glob("started-*"))),
             "node": ray.get_runtime_context().get_node_id(),
         }
     )
