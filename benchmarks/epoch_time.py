@@ -32,6 +32,16 @@ TRAIN_SIZE = {
 }
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def synthetic(task, n: int, device: torch.device) -> Splits:
     gen = torch.Generator().manual_seed(0)
     split = lambda m: Split(  # noqa: E731
@@ -53,7 +63,7 @@ def main() -> None:
     where = (
         torch.cuda.get_device_name()
         if device.type == "cuda"
-        else f"{platform.processor() or 'cpu'}, {args.threads} threads"
+        else f"{cpu_name()}, {args.threads} torch threads"
     )
     rows = []
     for path in sorted(Path("spaces").glob("*.py")):
