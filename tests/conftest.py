@@ -26,3 +26,15 @@ def ray_session():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: tiny batches gain nothing from a thread pool, and on a
+    shared 2-core machine its spinning threads fight other processes' (5x slower under load)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

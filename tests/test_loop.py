@@ -34,14 +34,7 @@ REPORT_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny batches gain nothing from a thread pool, and on a shared 2-core machine its spinning
-    # threads fight other processes': these tests ran 5x slower under load with two threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache

@@ -26,14 +26,7 @@ def build(task_name: str, input_shape: tuple[int, int, int] | None = None, **kno
 SMALL_FONT = (1, 32, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny batches gain nothing from a thread pool, and on a shared 2-core machine its spinning
-    # threads fight other processes': these tests ran 5x slower under load with two threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("task_name", list(TASKS))
