@@ -10,12 +10,12 @@ epoch over the task's real training split would take. Writes a Markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
+from benchmarks.machine import cpu_name
 from search.space import load_space
 from trainables.config import resolve_config
 from trainables.data.splits import Split, Splits
@@ -30,16 +30,6 @@ TRAIN_SIZE = {
     "cifar10": 50_000 - 5_000,
     "cifar100": 50_000 - 5_000,
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def synthetic(task, n: int, device: torch.device) -> Splits:
