@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     best = json.loads(best_path.read_text()) if best_path.exists() else {}
     tracker.finish(best, [best_path, experiment_dir / "trials.csv", report_dir], interrupted=interrupted)
     print(f"leaderboard: {report_dir / 'leaderboard.md'}; compare runs with `mlflow ui`", file=sys.stderr)
+    experiment = args.experiment or space.task.name
+    store = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+    export = f"python search/export.py --experiment {experiment} --search {experiment_dir.name}{store}"
+    print(f"take the best away: {export}", file=sys.stderr)
     if interrupted:
         print(
             f"stopped with {unfinished} trial(s) not started; continue with: python search/run.py "

@@ -11,22 +11,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import ssl
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import mlflow
 import ray.cloudpickle
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
+from search.provenance import code_version, reachable, tracking_server
 from search.searcher import FAILED, STUDY_FILE, trial_fate
 from search.space import Space
 from search.tuner import SearchSettings
@@ -37,20 +33,6 @@ T = TypeVar("T")
 # What a trial logs each epoch, with step=epoch; everything else in a result is Ray's bookkeeping.
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "time_total_s")
 RUNNING = "running"  # a trial run's fate until it ends
-REPO = Path(__file__).resolve().parent.parent
-
-
-def code_version(repo: Path = REPO) -> str:
-    """The git commit of ``repo``, with ``-dirty`` if tracked files differ from it; else "unknown"."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        # A sha alone would claim code that did not run: uncommitted edits are part of provenance.
-        diff = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=repo, capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}-dirty" if diff.returncode == 1 else sha
 
 
 class MlflowTracker(Callback):
@@ -175,7 +157,7 @@ class MlflowTracker(Callback):
         if self._parent_id is not None or self._off:
             return self._parent_id
         server = self._server()
-        if server and not _reachable(server):
+        if server and not reachable(server):
             # MLflow retries a dead server for minutes per call: the search must not wait on it.
             self._turn_off(f"no MLflow server answers at {server}")
             return None
@@ -315,14 +297,12 @@ class MlflowTracker(Callback):
         except Exception as e:
             log.warning("MLflow: %s failed: %s", what, _one_line(e))
             server = self._server()
-            if server and not _reachable(server):
+            if server and not reachable(server):
                 self._turn_off(f"the MLflow server at {server} stopped answering")
             return None
 
     def _server(self) -> str | None:
-        """The tracking server's address, if the store is one (not a local SQLite file)."""
-        uri = self.tracking_uri or mlflow.get_tracking_uri()
-        return uri if uri.startswith(("http://", "https://")) else None
+        return tracking_server(self.tracking_uri)
 
     def _turn_off(self, why: str) -> None:
         self._off = why
@@ -348,21 +328,6 @@ def _one_line(error: BaseException) -> str:
     text = str(error).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {first}"[:500]
-
-
-def _reachable(uri: str, timeout_s: float = 5.0) -> bool:
-    """Whether anything answers at the server's address: any HTTP status means it is up."""
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except urllib.error.URLError as e:
-        return isinstance(e.reason, ssl.SSLError)  # TLS settings are MLflow's client's business
-    except (TimeoutError, ConnectionError):
-        return False
-    except Exception:
-        return True  # an address urllib cannot use: leave the verdict to MLflow's client
 
 
 def _quote(value: str) -> str:

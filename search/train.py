@@ -1,21 +1,29 @@
-"""Train one configuration of a space: the seed's baseline, with any overrides.
+"""Train one configuration and evaluate it on test: a space's seed baseline, or an exported config.
 
     python search/train.py --space spaces/mnist.py --epochs 1 --gpus 0 --data-dir ../shared/data
+    python search/train.py --config exports/font-20261123-120000/best.yaml --seeds 3 [--train-on-val]
 
 Shows each epoch, evaluates the best epoch on the test split, and prints as its last line
 a JSON object (task, val_acc, test_acc, epochs, train_time_s, n_params, stopped, ...).
+With --config (from search/export.py) each seed's retrain is logged to MLflow as a run tagged
+`hpsearch.role=final` (beside the search's trials), and the last line has the test accuracy's
+mean and standard deviation over the seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from search.cli import run_main
+from search.exported import read_exported
+from search.retrain import load_export_data, retrain
 from search.space import load_space
 from trainables.config import parse_assignments, resolve_config
 from trainables.errors import UsageError
@@ -25,7 +33,9 @@ from trainables.models import count_params
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", required=True, help="space file, e.g. spaces/font.py")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--space", help="space file: train its seed baseline (plus --set), e.g. spaces/font.py")
+    what.add_argument("--config", type=Path, help="an exported config (search/export.py) to retrain")
     p.add_argument(
         "--set",
         action="append",
@@ -45,6 +55,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--budget", type=float, help="training-time budget in seconds (default: the space's)")
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+    g = p.add_argument_group("with --config")
+    g.add_argument(
+        "--seeds", type=int, default=1, help="retrain with N seeds, report mean +- std (default 1)"
+    )
+    g.add_argument(
+        "--train-on-val", action="store_true", help="train on train+val, keep the last epoch's weights"
+    )
+    g.add_argument(
+        "--full-data", action="store_true", help="the space's whole data even if the search was --quick"
+    )
+    g.add_argument("--tracking-uri", help="MLflow store for the final runs (default: the export's)")
+    g.add_argument("--no-mlflow", action="store_true", help="do not log the final runs")
     return p.parse_args(argv)
 
 
@@ -56,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--gpus must not be negative, got {args.gpus}")
     if args.budget is not None and args.budget <= 0:
         raise UsageError(f"--budget must be positive, got {args.budget}")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.config is not None:
+        return retrain_main(args)
     space = load_space(args.space)
     task = space.task
     overrides = parse_assignments(args.set)
@@ -74,16 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
 
-    def show(report: dict) -> None:
-        print(
-            f"epoch {report['epoch']:>3}/{config['epochs']}  train_loss {report['train_loss']:.4f}  "
-            f"train_acc {report['train_acc']:.4f}  val_loss {report['val_loss']:.4f}  "
-            f"val_acc {report['val_acc']:.4f}  {report['epoch_time_s']:.1f}s",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    result = train(task, config, data, device=device, budget_s=budget, on_epoch=show)
+    result = train(
+        task, config, data, device=device, budget_s=budget, on_epoch=epoch_printer(config["epochs"])
+    )
     test_loss, test_acc = evaluate(result.model, data.test, task)
     summary = {
         "task": task.name,
@@ -100,6 +119,79 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary))
     return 0
+
+
+def retrain_main(args: argparse.Namespace) -> int:
+    """--config: retrain an exported config with --seeds seeds, each evaluated on test."""
+    exported = read_exported(args.config)
+    overrides = parse_assignments(args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    task, config = exported.resolved(overrides)  # a bad override fails before any data is read
+    device = pick_device(args.gpus)
+    if args.gpus > 0 and device.type != "cuda":
+        print("no GPU found: training on the CPU (pass --gpus 0 to say so)", file=sys.stderr)
+    data = load_export_data(
+        exported, args.data_dir, cache_dir=args.cache_dir, download=not args.offline, full_data=args.full_data
+    ).to(device)
+    budget = args.budget or exported.budget_s
+    seeds = [config["seed"] + i for i in range(args.seeds)]
+    value = f"{exported.metric} {exported.value:.4f}" if exported.value is not None else "no recorded value"
+    print(
+        f"{exported.name} of search {exported.search or '?'} ({value} there): {task.name} on {device.type}, "
+        f"{len(data.train):,} train{' + val' if args.train_on_val else ''} / {len(data.test):,} test images, "
+        f"seeds {seeds}, up to {config['epochs']} epochs in {budget:.0f} s each",
+        file=sys.stderr,
+    )
+    runs = []
+    for seed in seeds:
+        run = retrain(
+            exported,
+            data,
+            device=device,
+            seed=seed,
+            budget_s=budget,
+            train_on_val=args.train_on_val,
+            overrides=overrides,
+            tracking_uri=args.tracking_uri or exported.tracking_uri,
+            track=not args.no_mlflow,
+            on_epoch=epoch_printer(config["epochs"]),
+        )
+        print(f"seed {seed}: test_acc {run.test_acc:.4f}  test_loss {run.test_loss:.4f}", file=sys.stderr)
+        runs.append(run)
+    accs = [r.test_acc for r in runs]
+    mean, std = statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+    print(f"test accuracy {mean:.4f} +- {std:.4f} over {len(accs)} seed(s)", file=sys.stderr)
+    summary = {
+        "task": task.name,
+        "config": str(args.config),
+        "source_run": exported.run_id,
+        "seeds": seeds,
+        "test_acc": mean,
+        "test_acc_std": std,
+        "test_accs": accs,
+        "val_acc": [r.result.best_val_acc for r in runs],
+        "epochs": [len(r.result.history) for r in runs],
+        "train_time_s": [round(r.result.train_time_s, 2) for r in runs],
+        "train_on_val": args.train_on_val,
+        "mlflow_runs": [r.run_id for r in runs],
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def epoch_printer(epochs: int) -> Callable[[dict], None]:
+    def show(report: dict) -> None:
+        print(
+            f"epoch {report['epoch']:>3}/{epochs}  train_loss {report['train_loss']:.4f}  "
+            f"train_acc {report['train_acc']:.4f}  val_loss {report['val_loss']:.4f}  "
+            f"val_acc {report['val_acc']:.4f}  {report['epoch_time_s']:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
 
 
 if __name__ == "__main__":

@@ -54,8 +54,13 @@ def train(
     device: torch.device,
     budget_s: float = 600.0,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    keep_best: bool = True,
 ) -> TrainResult:
-    """Train ``task``'s model under ``config`` on ``data`` (already on ``device``)."""
+    """Train ``task``'s model under ``config`` on ``data`` (already on ``device``).
+
+    The returned model holds the best validation epoch's weights, or with ``keep_best`` False
+    the last epoch's (when validation data was trained on, its accuracy picks nothing).
+    """
     torch.manual_seed(config["seed"])
     gen = torch.Generator(device=device).manual_seed(config["seed"])
     model_knobs = {k: config[k] for k in _model_keys(task, config)}
@@ -125,7 +130,8 @@ def train(
             break
 
     result.train_time_s = time.perf_counter() - start
-    model.load_state_dict(best_state)
+    if keep_best:
+        model.load_state_dict(best_state)
     return result
 
 

@@ -1,0 +1,47 @@
+"""Ray-free helpers every MLflow writer here shares: the code version, and whether a server is up."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def code_version(repo: Path = REPO) -> str:
+    """The git commit of ``repo``, with ``-dirty`` if tracked files differ from it; else "unknown"."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        # A sha alone would claim code that did not run: uncommitted edits are part of provenance.
+        diff = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=repo, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if diff.returncode == 1 else sha
+
+
+def tracking_server(tracking_uri: str | None) -> str | None:
+    """The tracking server's address, if the store is one (not a local SQLite file)."""
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
+def reachable(uri: str, timeout_s: float = 5.0) -> bool:
+    """Whether anything answers at the server's address: any HTTP status means it is up."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except urllib.error.URLError as e:
+        return isinstance(e.reason, ssl.SSLError)  # TLS settings are MLflow's client's business
+    except (TimeoutError, ConnectionError):
+        return False
+    except Exception:
+        return True  # an address urllib cannot use: leave the verdict to MLflow's client
