@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from reports.runs import SearchRuns, latest_search, load_search, open_client
+from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
 from search.cli import run_main
 from search.exported import ExportedConfig, write_exported
 from trainables.errors import UsageError
@@ -81,6 +82,8 @@ def export_search(
 
 def _trial_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """The trial's resolved config: its config.yaml artifact (exact types), else its params."""
+    # MLflow draws a progress bar per download otherwise: three lines of noise per config.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(run_id, "config.yaml", tmp)
@@ -118,13 +121,8 @@ def _print_table(runs: SearchRuns, ranked: pd.DataFrame, paths: list[Path]) -> N
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiment", help="MLflow experiment (default: that of the most recent search)")
-    p.add_argument("--search", help="the search's name (default: the experiment's most recent search)")
+    add_search_arguments(p, DEFAULT_OUT)
     p.add_argument("--top", type=int, default=1, help="how many of the best configs (default 1)")
-    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT}/<search>)")
-    p.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
-    )
     return p.parse_args(argv)
 
 
