@@ -76,6 +76,9 @@ def log_ensemble(
             "hpsearch.members": ",".join(m.run_id or "" for m in members),
             "hpsearch.code_version": code_version(),
         }
+        searches = {m.exported.search_run_id for m in members}
+        if len(searches) == 1 and "" not in searches:  # one search: show it under that search's run
+            tags["mlflow.parentRunId"] = searches.pop()
         run_id = client.create_run(experiment_id, tags=tags, run_name=f"ensemble-{len(members)}").info.run_id
         now = int(time.time() * 1000)
         metrics = [Metric("test_acc", test_acc, now, 0), Metric("test_loss", test_loss, now, 0)]

@@ -231,6 +231,7 @@ def test_ensemble_cli_reports_the_ensemble_beside_each_member(
     assert run.data.tags["hpsearch.role"] == "ensemble"
     assert run.data.metrics["test_acc"] == pytest.approx(summary["test_acc"])
     assert run.data.tags["hpsearch.members"].split(",") == [m["mlflow_run"] for m in summary["members"]]
+    assert run.data.tags["mlflow.parentRunId"] == read_exported(exported[0]).search_run_id
 
 
 def test_ensemble_needs_two_configs_of_one_task(exported, tmp_path):
