@@ -21,7 +21,7 @@ import pandas as pd
 
 from reports.figures import make_figures
 from reports.render import Page, html_page, leaderboard_tables, markdown
-from reports.runs import SearchRuns, latest_search, load_search, open_client
+from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
 from reports.study import param_importances
 from search.cli import run_main
 from trainables.errors import UsageError
@@ -103,12 +103,7 @@ def _best_line(runs: SearchRuns) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiment", help="MLflow experiment (default: that of the most recent search)")
-    p.add_argument("--search", help="the search's name (default: the experiment's most recent search)")
-    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT}/<search>)")
-    p.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
-    )
+    add_search_arguments(p, DEFAULT_OUT)
     p.add_argument("--top", type=int, default=10, help="trials in the ranking (default 10)")
     return p.parse_args(argv)
 

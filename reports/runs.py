@@ -6,6 +6,7 @@ tracking store alone, long after the results directory is gone.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,16 @@ class SearchRuns:
         return frame.sort_values(
             ["best", "train_time_s"], ascending=[self.mode == "min", True], na_position="last"
         ).reset_index(drop=True)
+
+
+def add_search_arguments(parser: argparse.ArgumentParser, default_out: Path) -> None:
+    """The options that pick a search in a tracking store, and an output folder named after it."""
+    parser.add_argument("--experiment", help="MLflow experiment (default: that of the most recent search)")
+    parser.add_argument("--search", help="the search's name (default: the experiment's most recent search)")
+    parser.add_argument("--out", type=Path, help=f"output folder (default {default_out}/<search>)")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
+    )
 
 
 def open_client(tracking_uri: str | None) -> MlflowClient:
