@@ -159,7 +159,10 @@ def _open(
             return make(where, True, False), make(where, False, False)
         except RuntimeError:
             pass
-    if not download:
+    # Official archives a user copied in (../shared/data/MNIST/raw/*.gz) are unpacked even with
+    # downloading off: torchvision's download=True skips the network for files already there.
+    have_archives = all((root / relative).is_file() for relative in archives)
+    if not download and not have_archives:
         folder, todo = remedy()
         raise UsageError(f"{title} not found under {folder} (downloading is off): {todo}")
     # download=True also unpacks official archives a user copied in, without the network.
