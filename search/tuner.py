@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -54,6 +55,16 @@ def trainable_for(space: Space, settings: SearchSettings, data: Splits, fn: Call
     return tune.with_resources(with_data, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
 
 
+def concurrent_slots(settings: SearchSettings) -> int | None:
+    """How many trials fit on the running Ray cluster at once, by their CPU and GPU requests."""
+    if not ray.is_initialized():
+        return None
+    have = ray.cluster_resources()
+    requests = (("CPU", settings.cpus_per_trial), ("GPU", settings.gpus_per_trial))
+    fits = [int(have.get(key, 0) // need) for key, need in requests if need > 0]
+    return max(1, min(fits)) if fits else None
+
+
 def build_tuner(
     space: Space,
     settings: SearchSettings,
@@ -85,6 +96,10 @@ def build_tuner(
             scheduler=scheduler,
             num_samples=settings.trials,
             time_budget_s=settings.time_budget_s,
+            # With a searcher Tune keeps one trial pending at a time, so N free slots fill one
+            # trial start after another; a limit of N lets N start at once. (It is the cluster's
+            # size when the search starts: nodes added later are not used.)
+            max_concurrent_trials=concurrent_slots(settings),
         ),
         run_config=tune.RunConfig(
             name=experiment_dir.name,

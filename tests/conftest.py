@@ -14,7 +14,8 @@ def ray_session():
 
     os.environ.setdefault("RAY_TMPDIR", "/tmp/ray")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Trials reuse actors: the per-trial start-up cost dominates tiny test trials otherwise.
+    # Tests that call tune.Tuner without build_tuner's concurrency limit still start up to 8
+    # trials at once (with a searcher, Tune's default is one pending trial at a time).
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "8")
     ray.init(
         address="local",
