@@ -149,7 +149,8 @@ def report(
     where = "synthetic images" if args.smoke else "real MNIST, a seeded per-class subset"
     cap = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG", "auto")
     pending = (
-        "1 (Tune's default with a searcher of its own, like our OptunaSearch)"
+        "as many as the cluster has slots (`build_tuner` sets `max_concurrent_trials`; with a searcher "
+        "of its own Tune would start one at a time)"
         if cap == "auto"
         else f"{cap} (TUNE_MAX_PENDING_TRIALS_PG)"
     )
@@ -166,9 +167,8 @@ def report(
         "",
         "- **start**: starting the cluster and joining it (once per cluster, not in trials per hour).",
         "- **most at once**: the most trials running at the same time, from Tune's trial start and end "
-        "events; with 1 CPU per node, 2 in the two-node set-up means both nodes ran trials. Tune starts "
-        f"at most {pending} trial at a time: a trial that ends before the next one has started leaves a "
-        "worker idle.",
+        "events; with 1 CPU per node, 2 in the two-node set-up means both nodes ran trials. Trials "
+        f"starting at once: {pending}.",
         "- **trials per hour**: trials / the search's wall time (its own start and end included).",
         "- **training per trial**: a trial's own epoch time (`epoch_time_s`), mean; it grows when the "
         "trials and the driver contend for the cores.",

@@ -226,7 +226,8 @@ def settings_lines(
         "`study.optimize(objective, timeout=...)`; the objective trains with `trainables.loop.train`, "
         "reports val_acc every epoch and returns the last epoch's, as Ray's OptunaSearch does.",
         f"Tune: a new actor per trial (no actor reuse, as in `search/run.py`); TUNE_MAX_PENDING_TRIALS_PG="
-        f"{os.environ.get('TUNE_MAX_PENDING_TRIALS_PG', 'unset (Tune: 1 with a searcher)')}.",
+        f"{os.environ.get('TUNE_MAX_PENDING_TRIALS_PG', 'unset')} (ours: as many pending trials as the "
+        "cluster has slots, `max_concurrent_trials`; random: Tune's default, 1 with a searcher).",
         f"Clock: wall time from before a method starts anything. {clock}; the plain-Optuna processes' "
         "start-up is counted. Only results reported within the wall budget count: Tune's time budget "
         "stops the Ray searches, and plain-Optuna workers still training at the deadline are stopped.",
