@@ -41,15 +41,12 @@ from search.cli import run_main
 from search.cluster import quiet_libraries
 from search.searcher import trial_fate
 from search.space import Space, load_space
-from search.tuner import SearchSettings, build_tuner, trainable_for
+from search.tuner import SearchSettings, build_tuner, run_config_for, trainable_for
 from trainables.data.splits import Split, Splits, per_class_subset
 from trainables.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "spaces" / "mnist.py"
-MNIST_FILES = [
-    f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
-]
 
 
 @dataclass(frozen=True)
@@ -127,15 +124,7 @@ def build_random_tuner(
             num_samples=settings.trials,
             time_budget_s=settings.time_budget_s,
         ),
-        run_config=tune.RunConfig(
-            name=experiment_dir.name,
-            storage_path=str(experiment_dir.parent.resolve()),
-            stop={"time_total_s": settings.stopper_budget_s},
-            callbacks=list(callbacks),
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-            verbose=0,
-        ),
+        run_config=run_config_for(settings, experiment_dir, callbacks),
     )
 
 
@@ -176,19 +165,10 @@ def run_ray_search(
     return log.events
 
 
-def check_mnist(data_dir: Path) -> None:
-    raw = Path(data_dir) / "MNIST" / "raw"
-    missing = [n for n in MNIST_FILES if not (raw / n).is_file() and not (raw / f"{n}.gz").is_file()]
-    if missing:
-        raise UsageError(
-            f"real MNIST not found: {raw} lacks {', '.join(missing)} (.gz or unpacked); pass --data-dir"
-        )
-
-
 def load_data(space: Space, setting: Setting, data_dir: Path, cache_dir: Path) -> Splits:
-    check_mnist(data_dir)
-    # download=True only unpacks the official .gz files found under data_dir, into cache_dir.
-    data = space.task.load(data_dir, cache_dir=cache_dir, download=True)
+    # Never downloads: the official .gz files under data_dir are unpacked into cache_dir, and
+    # missing ones are a one-line error naming them.
+    data = space.task.load(data_dir, cache_dir=cache_dir, download=False)
     val = data.val if setting.val_per_class is None else per_class_subset(data.val, setting.val_per_class, 0)
     empty = Split(data.test.x[:0], data.test.y[:0])  # no method ever looks at test
     return Splits(per_class_subset(data.train, setting.train_per_class, seed=0), val, empty, data.classes)

@@ -101,16 +101,23 @@ def build_tuner(
             # size when the search starts: nodes added later are not used.)
             max_concurrent_trials=concurrent_slots(settings),
         ),
-        run_config=tune.RunConfig(
-            name=experiment_dir.name,
-            storage_path=str(experiment_dir.parent.resolve()),
-            # Safety net behind the trainable's own budget: Tune stops a trial that reports past it.
-            stop={"time_total_s": settings.stopper_budget_s},
-            callbacks=list(callbacks),
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-            verbose=0,
-        ),
+        run_config=run_config_for(settings, experiment_dir, callbacks),
+    )
+
+
+def run_config_for(
+    settings: SearchSettings, experiment_dir: Path, callbacks: Sequence[tune.Callback] = ()
+) -> tune.RunConfig:
+    """Where a search keeps its state, its per-trial stopper, and its callbacks."""
+    return tune.RunConfig(
+        name=experiment_dir.name,
+        storage_path=str(experiment_dir.parent.resolve()),
+        # Safety net behind the trainable's own budget: Tune stops a trial that reports past it.
+        stop={"time_total_s": settings.stopper_budget_s},
+        callbacks=list(callbacks),
+        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        verbose=0,
     )
 
 

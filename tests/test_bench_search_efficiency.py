@@ -90,12 +90,14 @@ def test_events_round_trip_through_csv(tmp_path):
 
 
 def test_search_efficiency_without_mnist_is_one_error_line(tmp_path, capsys):
-    argv = ["--smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r.md")]
+    # A fresh cache too: a copy unpacked there by an earlier run would be found and used.
+    argv = ["--smoke", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--out", str(tmp_path / "r.md")]
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: main(argv))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: real MNIST not found") and "\n" not in err
+    assert err.startswith("error: MNIST not found under") and "\n" not in err
     assert not (tmp_path / "r.md").exists()
 
 
