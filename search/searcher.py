@@ -76,7 +76,8 @@ def make_searcher(
         sampler=sampler,
         storage=storage,
         study_name=results_dir.name,
-        points_to_evaluate=[dict(space.baseline)],  # the seed's config is trial 0
+        # The seed's config is trial 0; a space without a baseline starts from TPE's random start.
+        points_to_evaluate=[dict(space.baseline)] if space.baseline else None,
         budget_s=budget_s,
     )
 

@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 
 from search.searcher import make_searcher
+from search.settings import SearchSettings
 from search.space import Space
+from search.stopping import make_scheduler
 from search.trainable import run_trial
 from trainables.data.splits import Split, Splits
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    trials: int = 20
-    time_budget_s: float | None = None  # the whole search
-    trial_budget_s: float = 600.0  # one trial's training: the 10-minute rule
-    max_epochs: int = 30  # ASHA's max_t
-    gpus_per_trial: float = 0.0
-    cpus_per_trial: float = 1.0
-    grace_period: int = 1
-    reduction_factor: float = 3.0
-    seed: int = 0
-
-    @property
-    def stopper_budget_s(self) -> float:
-        # Tune's clock includes a trial's start-up; leave the trainable's own budget room first.
-        return self.trial_budget_s * 1.1
-
-    @property
-    def n_startup_trials(self) -> int:
-        # TPE's random start: long enough to see the space, short enough to leave room for TPE.
-        return max(3, min(10, self.trials // 4))
 
 
 def trainable_for(space: Space, settings: SearchSettings, data: Splits, fn: Callable = run_trial) -> Callable:
@@ -81,12 +58,7 @@ def build_tuner(
         n_startup_trials=settings.n_startup_trials,
         budget_s=settings.stopper_budget_s,
     )
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",  # one report per epoch, so rungs are in epochs
-        max_t=settings.max_epochs,
-        grace_period=min(settings.grace_period, settings.max_epochs),
-        reduction_factor=settings.reduction_factor,
-    )
+    scheduler = make_scheduler(settings)
     return tune.Tuner(
         trainable_for(space, settings, data, trial_fn),
         tune_config=tune.TuneConfig(
