@@ -97,7 +97,7 @@ class TrialClock(tune.Callback):
         return most
 
 
-def noop_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+def noop_trial(params, *, data, task_name, baseline, settings):
     """Reports ``max_epochs`` epochs at once, as search/trainable.run_trial reports them; trains nothing.
 
     Each report after the first carries ``report_wait_s``, how long the one before it blocked: Tune's
@@ -106,9 +106,9 @@ def noop_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threa
     import search.trainable  # noqa: F401  (a real trial's imports: each trial is a fresh worker)
 
     wait = None
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(1, settings.max_epochs + 1):
         values = {k: 0.5 for k in METRICS if k != "time_total_s"}  # Ray sets time_total_s
-        result = {"epoch": epoch, **values, "stopped": "completed" if epoch == max_epochs else ""}
+        result = {"epoch": epoch, **values, "stopped": "completed" if epoch == settings.max_epochs else ""}
         started = time.perf_counter()
         tune.report(result if wait is None else {**result, "report_wait_s": wait})
         wait = time.perf_counter() - started

@@ -59,17 +59,9 @@ SHAPES = (  # (set-up, CPUs of each Ray node)
 )
 
 
-def fixed_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+def fixed_trial(params, *, data, task_name, baseline, settings):
     """`run_trial` on the seed's baseline, whatever the searcher proposed: every trial does the same work."""
-    run_trial(
-        {},
-        data=data,
-        task_name=task_name,
-        baseline=baseline,
-        budget_s=budget_s,
-        max_epochs=max_epochs,
-        threads=threads,
-    )
+    run_trial({}, data=data, task_name=task_name, baseline=baseline, settings=settings)
 
 
 @dataclass(frozen=True)

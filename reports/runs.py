@@ -18,10 +18,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
 from trainables.errors import UsageError
+from trainables.fates import FINISHED_FATES, PRUNED
 
-# Fates (search/searcher.py); not imported from there, which would start importing Ray.
-FINISHED_FATES = ("completed", "budget")  # trained to their own end, so comparable
-PRUNED_FATES = ("pruned",)
+PRUNED_FATES = (PRUNED,)
 PARAM = "param."  # prefix of the trial table's hyperparameter columns
 _PAGE = 1000
 

@@ -13,7 +13,7 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
 
-from search.searcher import FAILED, PRUNED, trial_fate
+from trainables.fates import FAILED, FINISHED_FATES, PRUNED, best_value, trial_fate
 
 
 class LiveView(Callback):
@@ -27,8 +27,9 @@ class LiveView(Callback):
     ) -> None:
         self.metric, self.mode, self.budget_s = metric, mode, budget_s
         self.planned, self.time_budget_s = planned_trials, time_budget_s
-        self.best: tuple[float, str] | None = None
+        self.best: tuple[float, str] | None = None  # among finished trials only
         self.fates: dict[str, str] = {}
+        self._reported: dict[str, list[float]] = {}  # trial id -> its metric, report by report
         self.running = 0
         self._start = time.monotonic()
         self._console: Console | None = None
@@ -43,12 +44,20 @@ class LiveView(Callback):
         self._start = time.monotonic()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        value = result.get(self.metric)
-        if isinstance(value, int | float) and (self.best is None or self._better(value, self.best[0])):
-            self.best = (value, trial.trial_id)
+        self._reported.setdefault(trial.trial_id, []).append(result.get(self.metric))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.fates[trial.trial_id] = trial_fate(trial.last_result, error=False, budget_s=self.budget_s)
+        fate = trial_fate(trial.last_result, error=False, budget_s=self.budget_s)
+        self.fates[trial.trial_id] = fate
+        # Ranked as everywhere else: a finished trial by its best report. A pruned trial's lucky
+        # early report is never the search's best (trainables/fates.py).
+        value = best_value(self._reported.pop(trial.trial_id, []), self.mode)
+        if (
+            fate in FINISHED_FATES
+            and value is not None
+            and (self.best is None or self._better(value, self.best[0]))
+        ):
+            self.best = (value, trial.trial_id)
         self._print_line()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

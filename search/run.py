@@ -42,13 +42,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--trials", type=int, help="number of trials (default 20, or the space's quick count)")
     g.add_argument("--time-budget", type=float, help="seconds for the whole search")
     g.add_argument("--trial-budget", type=float, help="seconds of training per trial (default: the space's)")
-    g.add_argument("--max-epochs", type=int, help="ASHA's max_t (default: the space's MAX_EPOCHS)")
+    g.add_argument(
+        "--max-epochs", type=int, help="every trial's horizon in epochs (default: the space's MAX_EPOCHS)"
+    )
+    g.add_argument(
+        "--reports-per-epoch",
+        type=int,
+        help="rungs finer than an epoch: report N times an epoch (default 1, or the quick preset's)",
+    )
     g.add_argument(
         "--quick", action="store_true", help="the space's quick preset: smaller data, fewer epochs"
     )
     g = p.add_argument_group("scheduler")
     g.add_argument(
-        "--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)"
+        "--grace-period", type=int, default=1, help="reports before ASHA may stop a trial (default 1)"
     )
     g.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA's reduction factor (default 3)")
     g = p.add_argument_group("where")
@@ -81,6 +88,7 @@ def settings_from(args: argparse.Namespace, space: Space) -> SearchSettings:
         time_budget_s=args.time_budget,
         trial_budget_s=_given(args.trial_budget, quick.get("budget_s", space.budget_s)),
         max_epochs=_given(args.max_epochs, quick.get("max_epochs", space.max_epochs)),
+        reports_per_epoch=_given(args.reports_per_epoch, quick.get("reports_per_epoch", 1)),
         gpus_per_trial=gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         grace_period=args.grace_period,
@@ -92,6 +100,7 @@ def settings_from(args: argparse.Namespace, space: Space) -> SearchSettings:
         (settings.time_budget_s is None or settings.time_budget_s > 0, "--time-budget must be positive"),
         (settings.trial_budget_s > 0, "--trial-budget must be positive"),
         (settings.max_epochs >= 1, "--max-epochs must be at least 1"),
+        (settings.reports_per_epoch >= 1, "--reports-per-epoch must be at least 1"),
         (args.gpus is None or args.gpus >= 0, "--gpus must not be negative"),
         (
             settings.gpus_per_trial >= 0 and settings.cpus_per_trial > 0,
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         tuner = build_tuner(space, settings, data, experiment_dir, callbacks=[view, tracker])
     results = tuner.fit()
 
-    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s)
+    frame = trials_frame(results, space, settings)
     frame.to_csv(experiment_dir / "trials.csv", index=False)
     report_summary(frame, space, experiment_dir, time.monotonic() - started)
     unfinished = settings.trials - len(results)

@@ -2,12 +2,13 @@
 
 Ray's OptunaSearch tells Optuna that a trial ASHA stopped early is COMPLETE, with its last
 (short) result as if it were final. We tell Optuna it was PRUNED, as Optuna's own pruners
-would, so the study, optuna-dashboard and TPE itself see what really happened.
+would (its intermediate values are already in the study, one per report), a diverged trial
+FAIL, and a finished trial its best report's value: the number the leaderboard ranks it by
+and the weights it keeps (trainables/fates.py).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,43 +19,45 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from search.space import Space
+from trainables.fates import (  # noqa: F401  (re-exported: the search's modules import fates from here)
+    BUDGET,
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    PRUNED,
+    best_value,
+    trial_fate,
+)
 
 STUDY_FILE = "optuna_study.journal"
-
-# A trial's fate: how it ended. The trainable reports `stopped` on its last epoch.
-COMPLETED, PRUNED, BUDGET, DIVERGED, FAILED = "completed", "pruned", "budget", "diverged", "failed"
-
-
-def trial_fate(last_result: dict[str, Any] | None, error: bool, budget_s: float | None = None) -> str:
-    """How a trial ended, from its last report; ``budget_s`` is the per-trial training budget."""
-    if error:
-        return FAILED
-    last = last_result or {}
-    if last.get("stopped") in (COMPLETED, BUDGET, DIVERGED):
-        return last["stopped"]
-    # No `stopped` on the last report: something outside the trial ended it, either the
-    # budget stopper (Tune's safety net past the trial budget) or ASHA.
-    if budget_s is not None and last.get("time_total_s", 0) >= budget_s:
-        return BUDGET
-    return PRUNED
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, budget_s: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.budget_s = budget_s
+        self._reported: dict[str, list[float]] = {}  # Tune trial id -> its metric, report by report
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._reported.setdefault(trial_id, []).append(result.get(self.metric))
+        super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         fate = trial_fate(result, error, self.budget_s)
-        value = (result or {}).get(self.metric)
-        if fate == PRUNED or (fate != FAILED and not _finite(value)):
-            # Private state of OptunaSearch: the ask/tell trial handle for this Tune trial.
-            ot_trial = self._ot_trials[trial_id]
-            state = TrialState.PRUNED if fate == PRUNED else TrialState.FAIL
-            self._ot_study.tell(ot_trial, state=state)
-            self._completed_trials.add(trial_id)
+        if trial_id in self._completed_trials or fate == FAILED:
+            super().on_trial_complete(trial_id, result=result, error=error)
             return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        reported = self._reported.pop(trial_id, []) + [(result or {}).get(self.metric)]
+        value = best_value(reported, self.mode)
+        # Private state of OptunaSearch: the ask/tell trial handle for this Tune trial.
+        ot_trial = self._ot_trials[trial_id]
+        if fate == PRUNED:
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        elif fate == DIVERGED or value is None:
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        else:
+            self._ot_study.tell(ot_trial, value)
+        self._completed_trials.add(trial_id)
 
 
 def make_searcher(
@@ -80,7 +83,3 @@ def make_searcher(
         points_to_evaluate=[dict(space.baseline)] if space.baseline else None,
         budget_s=budget_s,
     )
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -10,10 +11,11 @@ class SearchSettings:
     trials: int = 20
     time_budget_s: float | None = None  # the whole search
     trial_budget_s: float = 600.0  # one trial's training: the 10-minute rule
-    max_epochs: int = 30  # ASHA's max_t
+    max_epochs: int = 30  # every trial's horizon, in epochs (shortened to what its budget fits)
+    reports_per_epoch: int = 1  # > 1: rungs finer than an epoch, when an epoch is long
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
-    grace_period: int = 1
+    grace_period: int = 1  # in reports
     reduction_factor: float = 3.0
     seed: int = 0
 
@@ -26,3 +28,17 @@ class SearchSettings:
     def n_startup_trials(self) -> int:
         # TPE's random start: long enough to see the space, short enough to leave room for TPE.
         return max(3, min(10, self.trials // 4))
+
+    @property
+    def max_t(self) -> int:
+        """ASHA's max_t: the reports in a whole horizon (Tune counts them as training iterations)."""
+        return self.max_epochs * self.reports_per_epoch
+
+    def trial_config(self, task: Any, baseline: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's config as it trains in this search: the baseline, the searcher's values on top,
+        and the search's horizon as its epochs (never a searched knob: docs/search-design.md)."""
+        from trainables.config import resolve_config  # torch-heavy: only where a config is built
+
+        config = resolve_config(task, baseline, params)
+        config["epochs"] = self.max_epochs
+        return config

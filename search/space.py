@@ -70,7 +70,7 @@ def load_space(path: str | Path) -> Space:
         baseline = resolve_config(task, module.BASELINE)
     except UsageError as e:
         raise UsageError(f"space file {path}: BASELINE: {e}") from e
-    return Space(
+    space = Space(
         path,
         task,
         module.METRIC,
@@ -81,3 +81,36 @@ def load_space(path: str | Path) -> Space:
         module.space,
         dict(getattr(module, "QUICK", {})),
     )
+    check_suggestions(space)
+    return space
+
+
+def check_suggestions(space: Space, samples: int = 3) -> None:
+    """Draw a few points from the space on the driver, so that a bad key or value is one line here
+    rather than a traceback in every trial; ``epochs`` is the search's horizon, never a knob."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line for a check
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for _ in range(samples):
+        trial = study.ask()
+        try:
+            space.suggest(trial)
+        except Exception as e:
+            detail = " ".join(str(e).split())
+            raise UsageError(f"space file {space.path}: space() failed: {type(e).__name__}: {detail}") from e
+        if "epochs" in trial.params:
+            raise UsageError(
+                f"space file {space.path}: space() suggests 'epochs', but every trial trains over the "
+                "search's horizon (MAX_EPOCHS, --max-epochs) so that ASHA compares like with like; "
+                "remove it (docs/search-design.md)"
+            )
+        try:
+            space.trial_config(trial.params)
+        except UsageError as e:
+            raise UsageError(f"space file {space.path}: space() suggests {trial.params}: {e}") from e
+        study.tell(trial, 0.0)

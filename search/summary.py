@@ -7,22 +7,19 @@ from typing import Any
 import pandas as pd
 from ray.tune import ResultGrid
 
-from search.searcher import FAILED, trial_fate
+from search.settings import SearchSettings
 from search.space import Space
+from trainables.fates import FAILED, FINISHED_FATES, trial_fate
 
-FINISHED_FATES = ("completed", "budget")  # trained to their own end, so comparable
 
-
-def trials_frame(
-    results: ResultGrid, space: Space, max_epochs: int, budget_s: float | None = None
-) -> pd.DataFrame:
-    baseline = {**space.baseline, "epochs": min(space.baseline["epochs"], max_epochs)}
+def trials_frame(results: ResultGrid, space: Space, settings: SearchSettings) -> pd.DataFrame:
+    baseline = settings.trial_config(space.task, space.baseline, {})
+    budget_s = settings.stopper_budget_s
     rows: list[dict[str, Any]] = []
     for result in results:
         history = result.metrics_dataframe
         trial_id = (result.metrics or {}).get("trial_id") or result.path.rsplit("_", 2)[-2]
-        config = space.trial_config(result.config or {})
-        config["epochs"] = min(config["epochs"], max_epochs)
+        config = settings.trial_config(space.task, space.baseline, result.config or {})
         row = {
             "trial_id": trial_id,
             "fate": FAILED if result.error else trial_fate(result.metrics, error=False, budget_s=budget_s),

@@ -23,16 +23,26 @@ from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 from search.provenance import code_version, reachable, tracking_server
-from search.searcher import FAILED, STUDY_FILE, trial_fate
+from search.searcher import STUDY_FILE
+from search.settings import SearchSettings
 from search.space import Space
-from search.tuner import SearchSettings
+from trainables.fates import FAILED, RUNNING, is_number, trial_fate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # What a trial logs each epoch, with step=epoch; everything else in a result is Ray's bookkeeping.
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "time_total_s")
-RUNNING = "running"  # a trial run's fate until it ends
+METRICS = (
+    "epochs_done",
+    "horizon_epochs",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "epoch_time_s",
+    "time_total_s",
+)
 
 
 class MlflowTracker(Callback):
@@ -135,7 +145,7 @@ class MlflowTracker(Callback):
         if parent is None:
             return
         value = (best or {}).get(self.space.metric)
-        if _is_number(value):
+        if is_number(value):
             metric = Metric(f"best_{self.space.metric}", float(value), _now_ms(), 0)
             self.client.log_batch(parent, metrics=[metric])
         for path in map(Path, files):
@@ -257,7 +267,7 @@ class MlflowTracker(Callback):
         if run_id is None or step <= self._last_step.get(trial_id, 0):
             return
         now = _now_ms()
-        metrics = [Metric(k, float(v), now, step) for k in METRICS if _is_number(v := result.get(k))]
+        metrics = [Metric(k, float(v), now, step) for k in METRICS if is_number(v := result.get(k))]
         device = result.get("device")  # what the trial itself saw, where it says so
         tags = [RunTag("hpsearch.device", device)] if isinstance(device, str) and device else []
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
@@ -276,10 +286,7 @@ class MlflowTracker(Callback):
         self.client.set_terminated(self._runs[trial_id], status="KILLED")
 
     def _trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
-        # As search/trainable.py resolves it: a quick search caps every trial's epochs.
-        config = self.space.trial_config(params)
-        config["epochs"] = min(config["epochs"], self.settings.max_epochs)
-        return config
+        return self.settings.trial_config(self.space.task, self.space.baseline, params)
 
     def _last_logged_step(self, run_id: str) -> int:
         logged = self.client.get_run(run_id).data.metrics
@@ -332,10 +339,6 @@ def _one_line(error: BaseException) -> str:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _now_ms() -> int:

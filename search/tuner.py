@@ -21,13 +21,7 @@ def trainable_for(space: Space, settings: SearchSettings, data: Splits, fn: Call
     # Trials never look at test: leave it behind so every node gets only what it needs.
     no_test = Splits(data.train, data.val, Split(data.val.x[:0], data.val.y[:0]), data.classes)
     with_data = tune.with_parameters(
-        fn,
-        data=no_test,
-        task_name=space.task.name,
-        baseline=space.baseline,
-        budget_s=settings.trial_budget_s,
-        max_epochs=settings.max_epochs,
-        threads=max(1, int(settings.cpus_per_trial)),
+        fn, data=no_test, task_name=space.task.name, baseline=space.baseline, settings=settings
     )
     return tune.with_resources(with_data, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
 
@@ -72,6 +66,9 @@ def build_tuner(
             # trial start after another; a limit of N lets N start at once. (It is the cluster's
             # size when the search starts: nodes added later are not used.)
             max_concurrent_trials=concurrent_slots(settings),
+            # A worker process runs trial after trial: a fresh one per trial cost 5 s of start-up
+            # (benchmarks/overhead.py). search/trainable.py resets what a trial sets.
+            reuse_actors=True,
         ),
         run_config=run_config_for(settings, experiment_dir, callbacks),
     )

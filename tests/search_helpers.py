@@ -56,7 +56,7 @@ def tiny_data() -> Splits:
     )
 
 
-def placement_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+def placement_trial(params, *, data, task_name, baseline, settings):
     """Reports its GPU ids and how many trials were running at once, without training.
 
     Each trial marks its start beside the other trials' folders and waits (up to 60 s) until
@@ -79,28 +79,28 @@ def placement_trial(params, *, data, task_name, baseline, budget_s, max_epochs, 
     )
 
 
-def slow_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+def slow_trial(params, *, data, task_name, baseline, settings):
     """Never stops on its own: only Tune's budget stopper ends it."""
     for epoch in range(1, 100):
         time.sleep(0.4)
         tune.report({"epoch": epoch, "val_acc": 0.5, "stopped": ""})
 
 
-def failing_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+def failing_trial(params, *, data, task_name, baseline, settings):
     """Fails for large batches (a user's bug, say), trains nothing otherwise."""
     if params["batch_size"] == 64:
         raise RuntimeError("boom: a trial that crashes")
     tune.report({"epoch": 1, "val_acc": params["lr"], "stopped": "completed"})
 
 
-def steady_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+def steady_trial(params, *, data, task_name, baseline, settings):
     """A few quick epochs, so a search can be interrupted half way and resumed."""
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(1, settings.max_epochs + 1):
         time.sleep(float(os.environ.get("STEADY_EPOCH_S", "0.5")))
         tune.report(
             {
                 "epoch": epoch,
                 "val_acc": params["lr"] * epoch,
-                "stopped": "completed" if epoch == max_epochs else "",
+                "stopped": "completed" if epoch == settings.max_epochs else "",
             }
         )

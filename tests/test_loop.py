@@ -15,7 +15,7 @@ from search.space import Space, load_space
 from trainables.augment import AUGMENTATIONS, augment
 from trainables.config import resolve_config
 from trainables.data.splits import Split, Splits
-from trainables.loop import evaluate, train
+from trainables.loop import Horizon, evaluate, train
 from trainables.models import MODELS, ModelFamily, count_params
 from trainables.tasks import TASKS, Task
 
@@ -23,6 +23,8 @@ CPU = torch.device("cpu")
 SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
 REPORT_KEYS = {
     "epoch",
+    "epochs_done",
+    "horizon_epochs",
     "train_loss",
     "train_acc",
     "val_loss",
@@ -249,3 +251,62 @@ def test_augment_flip_mirrors_some_images_and_keeps_the_rest():
 def test_augment_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
         augment(torch.zeros(1, 1, 4, 4), "rotate", torch.Generator())
+
+
+def test_train_reports_at_fractions_of_an_epoch_and_schedules_over_data_seen():
+    task = TASKS["cifar10"]
+    config = resolve_config(task, {"epochs": 2, "batch_size": 4, "schedule": "cosine"})
+    data = random_splits(task, 32, 8)
+    result = train(task, config, data, device=CPU, horizon=Horizon(1.5, reports_per_epoch=4))
+    history = result.history
+    # Six reports at quarter epochs (8 images each), the last at the horizon's 1.5 epochs.
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
+    assert [r["epochs_done"] for r in history] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+    assert [r["stopped"] for r in history] == [""] * 5 + ["completed"]
+    # Each report's lr is the cosine over the 1.5-epoch horizon at the data seen when it began.
+    expected = [config["lr"] * 0.5 * (1 + math.cos(math.pi * (k / 4) / 1.5)) for k in range(6)]
+    assert [r["lr"] for r in history] == pytest.approx(expected)
+
+
+def test_train_stopped_at_a_report_is_the_prefix_of_the_same_run_continued():
+    # What ASHA relies on: the first reports of a long run are those of the same run stopped early.
+    task = TASKS["mnist"]
+    config = resolve_config(task, {"batch_size": 16, "schedule": "cosine", "channels": 8, "fc1": 32})
+    data = random_splits(task, 64, 16)
+    seen = []
+
+    def stop_after_two(report):
+        seen.append(report)
+        if len(seen) == 2:
+            raise StopIteration  # as a scheduler's stop ends a trial between reports
+
+    with pytest.raises(StopIteration):
+        train(
+            task, config, data, device=CPU, horizon=Horizon(6, reports_per_epoch=2), on_epoch=stop_after_two
+        )
+    whole = train(task, config, data, device=CPU, horizon=Horizon(6, reports_per_epoch=2)).history
+    assert history_values(seen) == history_values(whole[:2])
+    # Whereas the horizon is part of the run: a shorter one decays sooner and parts ways at once.
+    shorter = train(task, config, data, device=CPU, horizon=Horizon(2, reports_per_epoch=2)).history
+    assert shorter[1]["lr"] < whole[1]["lr"]
+
+
+def test_train_fits_its_horizon_to_the_budget_after_the_first_report():
+    task = TASKS["cifar10"]
+    data = random_splits(task, 64, 8)
+    config = resolve_config(task, {"batch_size": 8, "schedule": "cosine"})
+    probe = train(task, config, data, device=CPU, horizon=Horizon(2))
+    epoch_s = probe.history[-1]["epoch_time_s"]
+    result = train(
+        task, config, data, device=CPU, budget_s=4.5 * epoch_s, horizon=Horizon(100, fit_budget=True)
+    )
+    history = result.history
+    # The horizon shrank to what fitted, so the schedule decayed to ~0 and the run completed it.
+    assert 2 <= result.horizon_epochs < 10
+    assert history[-1]["horizon_epochs"] == result.horizon_epochs
+    # It ran its horizon, or (on a machine slowed down mid-run) stopped short of it by the budget.
+    assert len(history) == result.horizon_epochs or (result.stopped == "budget" and len(history) >= 2)
+    assert history[-1]["lr"] < 0.5 * config["lr"]
+    # Without fitting, the same budget cuts a 100-epoch cosine that has barely started decaying.
+    unfitted = train(task, config, data, device=CPU, budget_s=4.5 * epoch_s, horizon=Horizon(100))
+    assert unfitted.stopped == "budget" and unfitted.history[-1]["lr"] > 0.99 * config["lr"]

@@ -46,7 +46,7 @@ def test_search_runs_baseline_first_and_records_pruned_trials(ray_session, tmp_p
     settings = SearchSettings(trials=8, max_epochs=3, trial_budget_s=60, cpus_per_trial=1, seed=0)
     experiment_dir = tmp_path / "results" / "smoke"
     results = build_tuner(space, settings, tiny_data(), experiment_dir).fit()
-    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s)
+    frame = trials_frame(results, space, settings)
 
     study = load_study(experiment_dir)
     first = min(study.trials, key=lambda t: t.number)
@@ -182,7 +182,7 @@ def test_budget_stopper_ends_an_over_long_trial(ray_session, tmp_path):
     results = build_tuner(
         space, settings, tiny_data(), tmp_path / "res" / "budget", trial_fn=slow_trial
     ).fit()
-    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s)
+    frame = trials_frame(results, space, settings)
     # The trial never stops itself (99 epochs of 0.4 s); Tune's stopper ends it near 2.2 s.
     assert frame["fate"].tolist() == ["budget"]
     assert frame["epochs_run"].iloc[0] < 15
@@ -193,7 +193,7 @@ def test_a_failing_trial_does_not_end_the_search(ray_session, tmp_path):
     settings = SearchSettings(trials=6, max_epochs=1, cpus_per_trial=1)
     experiment_dir = tmp_path / "res" / "failing"
     results = build_tuner(space, settings, tiny_data(), experiment_dir, trial_fn=failing_trial).fit()
-    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s)
+    frame = trials_frame(results, space, settings)
     assert len(frame) == 6
     failed = frame[frame["fate"] == "failed"]
     assert len(failed) == (frame["config/batch_size"] == 64).sum()

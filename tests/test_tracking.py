@@ -174,14 +174,14 @@ def tracker_for(space, settings, experiment_dir, tracking_uri=None) -> MlflowTra
     )
 
 
-def quick_trial(params, *, data, task_name, baseline, budget_s, max_epochs, threads):
+def quick_trial(params, *, data, task_name, baseline, settings):
     """Stands in for search/trainable.run_trial: reports as it does, trains nothing.
     The baseline's trial dies after its first epoch."""
     from ray import tune
 
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(1, settings.max_epochs + 1):
         time.sleep(0.2)  # long enough for the trials to overlap
-        last = epoch == max_epochs
+        last = epoch == settings.max_epochs
         values = {k: epoch / 10 for k in METRICS if k != "time_total_s"}  # Ray sets time_total_s
         tune.report({"epoch": epoch, **values, "stopped": "completed" if last else ""})
         if all(baseline[k] == v for k, v in params.items()):
@@ -215,7 +215,7 @@ def eight(ray_session, empty_store, space, data, tmp_path_factory):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         tracker = tracker_for(space, settings, experiment_dir)
         results = build_tuner(space, settings, data, experiment_dir, [tracker], quick_trial).fit()
-    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s).set_index("trial_id")
+    frame = trials_frame(results, space, settings).set_index("trial_id")
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     return SimpleNamespace(client=client, results=results, frame=frame)
 
@@ -321,7 +321,7 @@ def smoke(ray_session, mlflow_server, space, data, tmp_path_factory):
     tracker = tracker_for(space, settings, experiment_dir, tracking_uri=mlflow_server)
     results = build_tuner(space, settings, data, experiment_dir, callbacks=[tracker]).fit()
 
-    frame = trials_frame(results, space, settings.max_epochs, settings.stopper_budget_s)
+    frame = trials_frame(results, space, settings)
     frame.to_csv(experiment_dir / "trials.csv", index=False)
     best = {"task": "mnist", "search": "smoke", "val_acc": float(frame["val_acc"].max())}
     (experiment_dir / "best.json").write_text(json.dumps(best))

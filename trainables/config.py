@@ -28,7 +28,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "step_size": 3,  # epochs between decays, schedule=step
     "gamma": 0.5,  # decay factor, schedule=step
     "batch_size": 64,
-    "epochs": 10,
+    "epochs": 10,  # a run's horizon: its lr schedule decays over these (may be fractional)
     "label_smoothing": 0.0,
     "augment": "none",
     "seed": 0,
@@ -80,6 +80,9 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     # The default's type is the key's type; ints are accepted where floats are expected.
+    if key == "epochs" and isinstance(value, int | float) and not isinstance(value, bool):
+        # Whole epochs as an int; a search's horizon in sub-epoch reports may end mid-epoch (1.75).
+        return int(value) if float(value).is_integer() else float(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

@@ -1,9 +1,11 @@
 """The one training loop every task and model family shares.
 
 Data arrives as uint8 tensors already on the device; each epoch shuffles with ``randperm``,
-slices batches, augments and normalises them on the device. Every epoch ends with one
-report (``on_epoch``); the run stops on its own when its epochs are done, when the next
-epoch would not fit the time budget (the 10-minute rule), or when the loss diverges.
+slices batches, augments and normalises them on the device. The run reports (``on_epoch``)
+``reports_per_epoch`` times an epoch, one host sync per report; it stops on its own at the end
+of its horizon, when the next report would not fit the time budget (the 10-minute rule), or
+when the loss diverges. The learning-rate schedule runs over the horizon, so a run stopped at a
+report is exactly the prefix of the same run continued (docs/search-design.md).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,23 +25,44 @@ from torch.nn import functional as F
 from trainables.augment import augment
 from trainables.data.splits import Split, Splits
 from trainables.models import build_model, count_params
-from trainables.optim import build_optimizer, build_schedule
+from trainables.optim import Schedule, build_optimizer
 from trainables.tasks import Task, normalise
 
 # Why a run ended; the search and the tracker read these names.
 COMPLETED, BUDGET, DIVERGED = "completed", "budget", "diverged"
 EVAL_BATCH = 1024
+FIT_MARGIN = 1.15  # a fitted horizon plans each report this much slower than the first one was
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """How far a run trains, how often it reports, and whether the time budget may shorten it.
+
+    ``epochs`` may be fractional (a search whose trials report at quarter epochs can end at
+    1.75). With ``fit_budget``, after the first report the horizon shrinks to the reports that
+    the budget still fits, measured on that report: the schedule then decays over what the run
+    can really train, not over epochs it will never reach.
+    """
+
+    epochs: float
+    reports_per_epoch: int = 1
+    fit_budget: bool = False
+
+    @property
+    def reports(self) -> int:
+        return max(1, math.ceil(self.epochs * self.reports_per_epoch - 1e-9))
 
 
 @dataclass
 class TrainResult:
-    model: nn.Module  # holding the best epoch's weights
+    model: nn.Module  # holding the best report's weights
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
+    best_epoch: int = 0  # the best report's number (an epoch when reporting once per epoch)
     best_val_acc: float = 0.0
     stopped: str = COMPLETED
     train_time_s: float = 0.0
     n_params: int = 0
+    horizon_epochs: float = 0.0  # the schedule's horizon as it was finally planned
 
 
 def pick_device(gpus: float) -> torch.device:
@@ -55,12 +78,19 @@ def train(
     budget_s: float = 600.0,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     keep_best: bool = True,
+    horizon: Horizon | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """Train ``task``'s model under ``config`` on ``data`` (already on ``device``).
 
-    The returned model holds the best validation epoch's weights, or with ``keep_best`` False
-    the last epoch's (when validation data was trained on, its accuracy picks nothing).
+    ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``started`` is the
+    ``time.perf_counter()`` at which the budget's clock started (default: now), so a caller's
+    own set-up (a trial's data hand-over) counts against the budget too. The returned model
+    holds the best validation report's weights, or with ``keep_best`` False the last one's (when
+    validation data was trained on, its accuracy picks nothing).
     """
+    started = time.perf_counter() if started is None else started
+    horizon = horizon or Horizon(float(config["epochs"]))
     torch.manual_seed(config["seed"])
     gen = torch.Generator(device=device).manual_seed(config["seed"])
     model_knobs = {k: config[k] for k in _model_keys(task, config)}
@@ -70,57 +100,74 @@ def train(
     memory_format = torch.channels_last if cuda and task.model != "row_lstm" else torch.preserve_format
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, config)
-    schedule = build_schedule(optimizer, config)
+    schedule = Schedule(optimizer, config, horizon.epochs)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-    result = TrainResult(model=model, n_params=count_params(model))
+    result = TrainResult(model=model, n_params=count_params(model), horizon_epochs=horizon.epochs)
     best_state = copy.deepcopy(model.state_dict())
 
-    start = time.perf_counter()
-    slowest_epoch = 0.0
-    for epoch in range(1, config["epochs"] + 1):
-        epoch_start = time.perf_counter()
+    n, per_epoch = len(data.train), horizon.reports_per_epoch
+    batches = _batches(n, config["batch_size"], gen)
+    planned, seen, slowest = horizon.reports, 0, 0.0
+    report_no = 0
+    while report_no < planned:
+        report_no += 1
+        span_start = time.perf_counter()
+        until = round(min(report_no / per_epoch, result.horizon_epochs) * n)
         model.train()
-        train_loss, train_acc, out_of_time = _train_epoch(
+        lr = schedule.set(seen / n)
+        train_loss, train_acc, seen, out_of_time = _train_span(
             model,
             data.train,
+            batches,
+            seen,
+            until,
             task,
             config,
+            schedule,
             optimizer,
             autocast,
             memory_format,
             gen,
-            deadline=start + budget_s,
+            deadline=started + budget_s,
         )
-        lr = optimizer.param_groups[0]["lr"]
-        schedule.step()
         val_loss, val_acc = evaluate(model, data.val, task, autocast, memory_format)
         now = time.perf_counter()
-        epoch_time = now - epoch_start
-        slowest_epoch = max(slowest_epoch, epoch_time)
-        # A diverged epoch's weights are NaN: never keep them as the best, even at epoch 1.
+        span_s = now - span_start
+        slowest = max(slowest, span_s)
+        if report_no == 1 and horizon.fit_budget:
+            # With a margin: later reports vary with the machine's load, and a horizon planned
+            # too long gets cut by the budget before its schedule has decayed.
+            fits = 1 + math.floor((budget_s - (now - started)) / (FIT_MARGIN * span_s))
+            if fits < planned:
+                planned = max(1, fits)
+                result.horizon_epochs = schedule.horizon_epochs = planned / per_epoch
+        # A diverged report's weights are NaN: never keep them as the best, even the first.
         if math.isfinite(train_loss) and (val_acc > result.best_val_acc or not result.best_epoch):
-            result.best_epoch, result.best_val_acc = epoch, val_acc
+            result.best_epoch, result.best_val_acc = report_no, val_acc
             best_state = copy.deepcopy(model.state_dict())
 
         if not math.isfinite(train_loss):
             result.stopped = DIVERGED
-        elif out_of_time or now - start + slowest_epoch > budget_s:
-            # Predict from the slowest epoch so far, so a run never starts an epoch it can't finish.
-            # A last epoch cut short by the deadline did not complete either.
-            result.stopped = BUDGET if out_of_time or epoch < config["epochs"] else COMPLETED
-        elif epoch == config["epochs"]:
+        elif out_of_time:
+            result.stopped = BUDGET  # cut short by the deadline mid-span
+        elif report_no == planned:
             result.stopped = COMPLETED
+        elif now - started + slowest > budget_s:
+            # Predict from the slowest span so far, so a run never starts one it can't finish.
+            result.stopped = BUDGET
         else:
             result.stopped = ""
         report = {
-            "epoch": epoch,
+            "epoch": report_no,
+            "epochs_done": seen / n,
+            "horizon_epochs": result.horizon_epochs,
             "train_loss": train_loss,
             "train_acc": train_acc,
             "val_loss": val_loss,
             "val_acc": val_acc,
             "lr": lr,
-            "epoch_time_s": epoch_time,
-            "time_total_s": now - start,
+            "epoch_time_s": span_s,
+            "time_total_s": now - started,
             "stopped": result.stopped,  # empty while the run goes on
         }
         result.history.append(report)
@@ -129,34 +176,53 @@ def train(
         if result.stopped:
             break
 
-    result.train_time_s = time.perf_counter() - start
+    result.train_time_s = time.perf_counter() - started
     if keep_best:
         model.load_state_dict(best_state)
     return result
 
 
-def _train_epoch(
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor | None, int]]:
+    """(indices, count) of every batch, epoch after epoch, each epoch shuffled anew.
+
+    A straggler batch of one image breaks BatchNorm: it is skipped (indices None) but still
+    counted, so that epochs of data seen stay whole numbers at each epoch's end.
+    """
+    while True:
+        order = torch.randperm(n, device=gen.device, generator=gen)
+        for begin in range(0, n, batch_size):
+            idx = order[begin : begin + batch_size]
+            yield (None if len(idx) < 2 and begin else idx), len(idx)
+
+
+def _train_span(
     model: nn.Module,
     split: Split,
+    batches: Iterator[tuple[torch.Tensor | None, int]],
+    seen: int,
+    until: int,
     task: Task,
     config: dict[str, Any],
+    schedule: Schedule,
     optimizer: torch.optim.Optimizer,
     autocast: Any,
     memory_format: torch.memory_format,
     gen: torch.Generator,
     deadline: float,
-) -> tuple[float, float, bool]:
-    n, batch_size = len(split), config["batch_size"]
-    order = torch.randperm(n, device=split.x.device, generator=gen)
-    # Sums stay on the device: one host sync per epoch, not per batch.
+) -> tuple[float, float, int, bool]:
+    """Train from ``seen`` images up to ``until``; (mean loss, accuracy, images seen, out of time)."""
+    n = len(split)
+    # Sums stay on the device: one host sync per report, not per batch.
     loss_sum = torch.zeros((), device=split.x.device)
     correct = torch.zeros((), device=split.x.device, dtype=torch.long)
-    seen = 0
+    trained = 0
     out_of_time = False
-    for begin in range(0, n, batch_size):
-        idx = order[begin : begin + batch_size]
-        if len(idx) < 2 and seen:  # a batch of one breaks BatchNorm; drop the straggler
-            break
+    while seen < until:
+        idx, count = next(batches)
+        if idx is None:
+            seen += count
+            continue
+        schedule.set(seen / n)
         x = augment(split.x[idx].float().div_(255), config["augment"], gen)
         x = normalise(x, task).contiguous(memory_format=memory_format)
         y = split.y[idx]
@@ -166,13 +232,15 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * len(idx)
+        loss_sum += loss.detach() * count
         correct += (logits.argmax(1) == y).sum()
-        seen += len(idx)
+        seen += count
+        trained += count
         if time.perf_counter() > deadline:
-            out_of_time = True  # the first epoch alone may not fit: stop mid-epoch, not late
+            out_of_time = True  # the first span alone may not fit: stop mid-span, not late
             break
-    return (loss_sum / seen).item(), correct.item() / seen, out_of_time
+    trained = max(trained, 1)
+    return (loss_sum / trained).item(), correct.item() / trained, seen, out_of_time
 
 
 @torch.no_grad()

@@ -1,7 +1,13 @@
-"""Optimizer and per-epoch learning-rate schedule from a resolved config."""
+"""Optimizer, and a learning-rate schedule measured in epochs of data seen.
+
+The schedule is set before every batch from the fraction of the horizon trained so far, not
+stepped once per epoch: a run that reports at quarter epochs (sub-epoch rungs) decays the same
+way as one that reports per epoch, and a batch-size change does not change the curve.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,17 +30,32 @@ def build_optimizer(model: nn.Module, config: dict[str, Any]) -> torch.optim.Opt
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def build_schedule(
-    optimizer: torch.optim.Optimizer, config: dict[str, Any]
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once per epoch, as the seeds' StepLR and cosine schedules were."""
-    name = config["schedule"]
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=config["step_size"], gamma=config["gamma"]
-        )
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
-    if name == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise ValueError(f"unknown schedule {name!r}")
+class Schedule:
+    """The lr as a function of epochs trained, over a horizon that may be shortened once.
+
+    ``step``: times ``gamma`` every ``step_size`` whole epochs (the seeds' StepLR, which does not
+    depend on the horizon). ``cosine``: from the base lr to 0 over the horizon. ``none``: flat.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: dict[str, Any], horizon_epochs: float):
+        if config["schedule"] not in ("none", "step", "cosine"):
+            raise ValueError(f"unknown schedule {config['schedule']!r}")
+        self.optimizer, self.config = optimizer, config
+        self.horizon_epochs = horizon_epochs
+        self.base_lr = config["lr"]
+
+    def factor(self, epochs_done: float) -> float:
+        name = self.config["schedule"]
+        if name == "step":
+            return self.config["gamma"] ** math.floor(epochs_done / self.config["step_size"] + 1e-9)
+        if name == "cosine":
+            progress = min(1.0, epochs_done / self.horizon_epochs)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    def set(self, epochs_done: float) -> float:
+        """Set the optimizer's lr for training at ``epochs_done`` epochs; returns it."""
+        lr = self.base_lr * self.factor(epochs_done)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
