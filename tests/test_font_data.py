@@ -13,16 +13,19 @@ import torch
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw
 
-from trainables.data.font import FONT_CLASSES, load_font, resolve_source, validate_classes
-from trainables.data.font_folders import load_chars74k, load_imagefolder, split_counts
+from trainables.data.font import FONT_CLASSES, load_font, validate_classes
+from trainables.data.font_folders import load_imagefolder
 from trainables.data.font_render import (
     STYLES,
     FontFile,
+    assign_splits,
     build_faces,
-    default_font_dirs,
+    design_groups,
+    design_name,
     discover_fonts,
     render_class,
     render_splits,
+    split_sizes,
 )
 from trainables.data.registry import DATASETS
 from trainables.errors import UsageError
@@ -33,7 +36,21 @@ SMALL = "0Aa"  # a digit, an upper- and a lower-case letter: labels 0, 1, 2
 
 @pytest.fixture(scope="module")
 def faces():
-    return build_faces(discover_fonts(FONT_CLASSES, default_font_dirs()))
+    # matplotlib's fonts only: what every machine has, so the tests do not depend on what else is installed.
+    return build_faces(discover_fonts(FONT_CLASSES, [MPL_FONTS]))
+
+
+def _by_family(faces, *families):
+    return [f for f in faces if f.font.family in families]
+
+
+@pytest.fixture(scope="module")
+def split_faces(faces):
+    return {
+        "train": _by_family(faces, "DejaVu Sans", "STIXGeneral"),
+        "val": _by_family(faces, "DejaVu Serif"),
+        "test": _by_family(faces, "cmtt10"),
+    }
 
 
 def _renamed_font(directory: Path, family: str) -> Path:
@@ -59,8 +76,8 @@ def test_font_is_registered_with_the_seed_label_table():
     assert "O" not in FONT_CLASSES and FONT_CLASSES.index("A") == 10 and FONT_CLASSES.index("a") == 35
 
 
-def test_render_splits_is_balanced_with_right_shapes_and_labels(faces):
-    splits = render_splits(SMALL, faces, seed=0, train=4, val=2, test=3)
+def test_render_splits_is_balanced_with_right_shapes_and_labels(split_faces):
+    splits = render_splits(SMALL, split_faces, seed=0, counts={"train": 4, "val": 2, "test": 3})
     assert splits.classes == list(SMALL)
     for name, per_class in (("train", 4), ("val", 2), ("test", 3)):
         split = getattr(splits, name)
@@ -71,19 +88,37 @@ def test_render_splits_is_balanced_with_right_shapes_and_labels(faces):
     assert (splits.train.x.flatten(1).max(dim=1).values > 200).all()
 
 
-def test_render_splits_is_deterministic_per_seed_and_worker_count(faces):
-    a = render_splits(SMALL, faces, seed=3, train=3, val=1, test=1)
-    b = render_splits(SMALL, faces, seed=3, train=3, val=1, test=1, workers=2)
-    c = render_splits(SMALL, faces, seed=4, train=3, val=1, test=1)
+def test_render_splits_is_deterministic_per_seed_and_worker_count(split_faces):
+    counts = {"train": 3, "val": 1, "test": 1}
+    a = render_splits(SMALL, split_faces, seed=3, counts=counts)
+    b = render_splits(SMALL, split_faces, seed=3, counts=counts, workers=2)
+    c = render_splits(SMALL, split_faces, seed=4, counts=counts)
     assert a.digest() == b.digest()
     assert a.digest() != c.digest()
 
 
-def test_render_class_does_not_depend_on_the_other_classes(faces):
+def test_render_class_does_not_depend_on_the_other_classes(split_faces):
     # 'A' is label 1 in "0A" and label 0 in "A"; its images must be the same bytes.
-    with_digit = render_splits("0A", faces, seed=0, train=3, val=1, test=1)
-    alone = render_class("A", faces, 0, 5)
-    assert torch.equal(with_digit.train.x[3:, 0], torch.from_numpy(alone[:3]))
+    with_digit = render_splits("0A", split_faces, seed=0, counts={"train": 3, "val": 1, "test": 1})
+    alone = render_class("A", split_faces["train"], 0, 3)
+    assert torch.equal(with_digit.train.x[3:, 0], torch.from_numpy(alone))
+
+
+def test_render_splits_draws_each_split_from_its_own_faces_only(split_faces):
+    counts = {"train": 4, "val": 4, "test": 4}
+    splits = render_splits("A", split_faces, seed=0, counts=counts)
+    # Same seed and stream, other faces: val's bytes change, train's do not.
+    swapped = render_splits("A", {**split_faces, "val": split_faces["test"]}, seed=0, counts=counts)
+    assert torch.equal(swapped.train.x, splits.train.x)
+    assert not torch.equal(swapped.val.x, splits.val.x)
+    # Two splits never reuse one jitter sequence: the same faces in train and val give other images.
+    same = render_splits("A", {**split_faces, "val": split_faces["train"]}, seed=0, counts=counts)
+    assert not torch.equal(same.val.x, same.train.x)
+
+
+def test_render_splits_refuses_a_split_without_faces(split_faces):
+    with pytest.raises(UsageError, match="no font faces for the val split"):
+        render_splits("A", {**split_faces, "val": []}, seed=0, counts={"train": 1, "val": 1, "test": 1})
 
 
 def test_discover_fonts_keeps_only_fonts_that_draw_every_class(faces):
@@ -102,9 +137,11 @@ def test_discover_fonts_picks_up_fonts_dir_and_drops_identical_copies(tmp_path):
     _renamed_font(tmp_path, "Test Sans")
     shutil.copy(MPL_FONTS / "DejaVuSans-Bold.ttf", tmp_path / "IdenticalCopy.ttf")
     fonts = discover_fonts(SMALL, [MPL_FONTS, tmp_path])
-    assert [f.family for f in fonts if f.path.startswith(str(tmp_path.resolve()))] == ["Test Sans"]
+    assert "Test Sans" in [f.family for f in fonts if f.path.startswith(str(tmp_path.resolve()))]
     digests = [f.sha256 for f in fonts]
     assert len(digests) == len(set(digests))
+    # The copy and the original are one font: one DejaVu Sans bold, whichever path was read first.
+    assert [f.style for f in fonts if f.family == "DejaVu Sans"].count("bold") == 1
 
 
 def test_build_faces_has_four_styles_real_or_synthesised(faces):
@@ -131,7 +168,49 @@ def test_build_faces_skips_styles_an_italic_only_family_cannot_make():
     ]
 
 
-def test_load_font_generates_and_writes_manifest(tmp_path, capsys):
+def test_design_name_drops_cut_words_and_joins_computer_modern():
+    def font(family, typographic=""):
+        return FontFile("x.ttf", family, False, False, "x", 1.0, "Aa", typographic)
+
+    assert design_name(font("DejaVu Sans Condensed")) == "DejaVu Sans"
+    assert design_name(font("Roboto Condensed Light", "Roboto Condensed")) == "Roboto"
+    assert design_name(font("Lato Semibold")) == "Lato"
+    assert design_name(font("DejaVu Sans Mono")) == "DejaVu Sans Mono"  # a design of its own
+    # cmb10 and cmti10 are cmr10's bold and italic; cmss10 and cmtt10 are other designs.
+    assert {design_name(font(f)) for f in ("cmr10", "cmb10", "cmti10")} == {"cmr"}
+    assert design_name(font("cmss10")) != design_name(font("cmtt10")) != "cmr"
+
+
+def test_design_groups_merges_a_renamed_clone_and_keeps_designs_apart(tmp_path, faces):
+    _renamed_font(tmp_path, "Zzz Renamed")  # DejaVu Sans's glyphs under a name no rule links to it
+    clone = build_faces(discover_fonts(SMALL, [tmp_path]))
+    groups = design_groups(_by_family(faces, "DejaVu Sans", "DejaVu Serif", "cmr10", "cmb10") + clone)
+    assert groups["Zzz Renamed"] == groups["DejaVu Sans"] == "DejaVu Sans"  # measured likeness
+    assert groups["cmb10"] == groups["cmr10"]  # by name
+    assert len({groups["DejaVu Sans"], groups["DejaVu Serif"], groups["cmr10"]}) == 3
+
+
+def test_split_sizes_follow_the_seed_split_with_one_group_at_least():
+    assert split_sizes(13) == {"train": 9, "val": 2, "test": 2}
+    assert split_sizes(254) == {"train": 179, "val": 38, "test": 37}  # 716:150:150 of 254 fonts
+    assert split_sizes(3) == {"train": 1, "val": 1, "test": 1}
+    with pytest.raises(UsageError, match="2 font group"):
+        split_sizes(2)
+
+
+def test_assign_splits_is_a_seeded_partition_independent_of_order():
+    groups = [f"family {i}" for i in range(20)]
+    a = assign_splits(groups, seed=0)
+    assert sorted(sum(a.values(), [])) == sorted(groups)  # each group in exactly one split
+    assert assign_splits(list(reversed(groups)), seed=0) == a
+    assert assign_splits(groups, seed=1) != a
+    # Adding a family moves few others: ranks are per family, not positions in a shuffled list.
+    b = assign_splits([*groups, "family new"], seed=0)
+    moved = [g for g in groups if not any(g in b[n] and g in a[n] for n in a)]
+    assert len(moved) <= 2
+
+
+def test_load_font_generates_splits_by_family_and_writes_manifest(tmp_path, capsys):
     _renamed_font(tmp_path / "myfonts", "Test Sans")
     splits = load_font(
         tmp_path,
@@ -149,7 +228,18 @@ def test_load_font_generates_and_writes_manifest(tmp_path, capsys):
     assert manifest["options"]["classes"] == SMALL and manifest["digest"] == splits.digest()
     assert all(_covers(face["path"], SMALL) for face in manifest["faces"])
     assert "Test Sans" in {face["family"] for face in manifest["faces"]}
-    assert "faces" in capsys.readouterr().out
+    parts = manifest["splits"]
+    families = [set(parts[name]["families"]) for name in ("train", "val", "test")]
+    assert all(families) and not (
+        families[0] & families[1] or families[0] & families[2] or families[1] & families[2]
+    )
+    groups = [set(parts[name]["groups"]) for name in ("train", "val", "test")]
+    assert sum(len(g) for g in groups) == len(set().union(*groups))
+    # A family's every face (all styles) is in the split that lists the family.
+    for face in manifest["faces"]:
+        assert sum(face["family"] in f for f in families) == 1
+    out = capsys.readouterr().out
+    assert "train 6 (" in out and "families in" in out
 
 
 def _glyph_png(path: Path, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
@@ -184,47 +274,19 @@ def test_load_imagefolder_rejects_unknown_class_and_missing_split(tmp_path):
         load_imagefolder(tmp_path, "A")
 
 
-def _chars74k_tree(root: Path, samples: tuple[int, ...], per_sample: int) -> None:
-    for sample in samples:
-        for i in range(1, per_sample + 1):
-            # A different box per image, so which image lands in which split shows in the digest.
-            path = root / "English" / "Fnt" / f"Sample{sample:03d}" / f"img{sample:03d}-{i:05d}.png"
-            _glyph_png(path, (128, 128), (30 + i, 30, 90, 100))
-
-
-def test_load_chars74k_maps_samples_splits_per_class_and_inverts(tmp_path):
-    _chars74k_tree(tmp_path, (1, 11, 25, 37), per_sample=8)  # '0', 'A', 'O' (not a class), 'a'
-    fnt = tmp_path / "English" / "Fnt"
-    fractions = (150 / 1016, 150 / 1016)
-    with pytest.warns(UserWarning):
-        splits = load_chars74k(fnt, FONT_CLASSES, seed=0, fractions=fractions)
-    assert split_counts(8, fractions) == (6, 1, 1)
-    assert splits.train.y.tolist() == [0] * 6 + [10] * 6 + [35] * 6
-    assert splits.val.y.tolist() == splits.test.y.tolist() == [0, 10, 35]
-    assert splits.train.x.shape == (18, 1, 90, 90)
-    assert splits.train.x[0, 0, 0, 0] == 0 and splits.train.x[0, 0, 45, 45] == 255
-    with pytest.warns(UserWarning):
-        other = load_chars74k(fnt, FONT_CLASSES, seed=1, fractions=fractions)
-    assert other.digest() != splits.digest()  # the seed chooses which images are held out
-
-
-def test_split_counts_reproduce_the_seed_split():
-    assert split_counts(1016, (150 / 1016, 150 / 1016)) == (716, 150, 150)
-
-
-def test_load_font_auto_picks_imagefolder_then_chars74k_then_generate(tmp_path):
-    assert resolve_source(tmp_path, "auto") == "generate"
-    _chars74k_tree(tmp_path, (11,), per_sample=4)
-    assert resolve_source(tmp_path, "auto") == "chars74k"
-    splits = load_font(tmp_path, work_dir=tmp_path / "work", download=False, seed=0, classes="A")
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (2, 1, 1)
-    for split in ("train", "val", "test"):
-        _glyph_png(tmp_path / "font" / split / "A" / "x.png", (32, 32), (8, 8, 24, 24))
-    assert resolve_source(tmp_path, "auto") == "imagefolder"
-    assert (
-        len(load_font(tmp_path, work_dir=tmp_path / "work", download=False, seed=0, classes="A").train) == 1
-    )
-    assert resolve_source(tmp_path, "generate") == "generate"
+def test_load_imagefolder_counts_keep_a_subset_per_class_never_more(tmp_path):
+    for split, n in (("train", 5), ("val", 3), ("test", 2)):
+        for char in "0A":
+            for i in range(n):
+                _glyph_png(tmp_path / split / char / f"{i}.png", (32, 32), (4 + i, 8, 24, 24))
+    counts = {"train": 2, "val": 9, "test": None}  # val asks for more than there is
+    splits = load_imagefolder(tmp_path, "0A", counts=counts, seed=0)
+    assert splits.train.y.tolist() == [0, 0, 1, 1]
+    assert splits.val.y.tolist() == [0] * 3 + [1] * 3 and len(splits.test) == 4
+    other = load_imagefolder(tmp_path, "0A", counts=counts, seed=1)
+    again = load_imagefolder(tmp_path, "0A", counts=counts, seed=0)
+    assert again.digest() == splits.digest()
+    assert other.digest() != splits.digest()  # the seed chooses the subset
 
 
 def test_load_font_rejects_bad_source_and_classes(tmp_path):

@@ -2,9 +2,14 @@
 
 Three sources, one shape of result. ``source="auto"`` takes the first that exists:
   1. ``<root>/font/{train,val,test}/<char>/*.png``: the user's own images (ImageFolder layout);
-  2. ``<root>/English/Fnt/SampleNNN/*.png``: Chars74K "EnglishFnt", very likely the seed's data;
+  2. ``<root>/English/Fnt/SampleNNN/*.png``: Chars74K "EnglishFnt", very likely the seed's data
+     (``source="chars74k"`` with no tree under root downloads it into ``work_dir``);
   3. otherwise images rendered from the fonts on this machine (``font_render``), with a manifest
      of the fonts used written to ``<work_dir>/font-generated/manifest-<seed>.json``.
+
+Generated and Chars74K data are split by font: no font family (with its styles) is in two
+splits. ``train``/``val``/``test`` are images per class in every source (``--quick`` shrinks the
+data this way); left out, each source gives its full size. docs/font-data.md has the rules.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import json
 import time
 from pathlib import Path
 
+from trainables.data.chars74k import find_or_fetch
 from trainables.data.font_folders import load_chars74k, load_imagefolder
-from trainables.data.font_render import generate
+from trainables.data.font_render import SEED_SPLIT, generate
 from trainables.data.registry import register_dataset
-from trainables.data.splits import Splits
+from trainables.data.splits import SPLIT_NAMES, Splits
 from trainables.errors import UsageError
 
 # The seed's label table (its code, not its prose): digits, upper case without 'O' (too like
@@ -60,62 +66,74 @@ def load_font(
     classes: str = FONT_CLASSES,
     source: str = "auto",
     fonts_dir: str | None = None,
-    train: int = 716,
-    val: int = 150,
-    test: int = 150,
+    train: int | None = None,
+    val: int | None = None,
+    test: int | None = None,
 ) -> Splits:
     """Printed characters as Splits of uint8 [N, 1, 90, 90], labels = indices into ``classes``.
 
-    ``train``/``val``/``test`` are images per class when generating, and the split proportions
-    for Chars74K; an ImageFolder tree brings its own split. ``download`` is accepted for the
-    loader interface and unused: there is nothing to download.
+    ``train``/``val``/``test`` are images per class. Generated data renders exactly that many
+    (default the seed's 716/150/150); Chars74K and an image folder keep at most that many of what
+    they have (default all), whole fonts first, so a smaller count never grows the data.
+    ``download`` lets the Chars74K source fetch EnglishFnt.tgz when no tree is on disk.
     """
-    del download
     root = Path(root)
     validate_classes(classes)
-    for name, count in (("train", train), ("val", val), ("test", test)):
-        if not isinstance(count, int) or count < 0 or (name == "train" and count == 0):
+    counts = {"train": train, "val": val, "test": test}
+    for name, count in counts.items():
+        if count is not None and (
+            not isinstance(count, int) or count < 0 or (name == "train" and count == 0)
+        ):
             raise UsageError(
                 f"font {name} must be a whole number of images per class (train > 0), got {count!r}"
             )
     chosen = resolve_source(root, source)
     if chosen == "imagefolder":
-        return load_imagefolder(root / "font", classes)
-    total = train + val + test
+        splits = load_imagefolder(root / "font", classes, counts=counts, seed=seed)
+        _report(f"image folder {root / 'font'}", splits, None)
+        return splits
     if chosen == "chars74k":
-        return load_chars74k(
-            root / "English" / "Fnt", classes, seed=seed, fractions=(val / total, test / total)
-        )
-    return _generate(Path(work_dir), seed, classes, fonts_dir, train, val, test)
+        fnt_dir = find_or_fetch(root, Path(work_dir), download)
+        splits, fonts = load_chars74k(fnt_dir, classes, seed=seed, counts=counts, work_dir=Path(work_dir))
+        _report(f"Chars74K {fnt_dir}", splits, {name: f"{n} fonts" for name, n in fonts.items()})
+        return splits
+    full = {name: SEED_SPLIT[name] if counts[name] is None else counts[name] for name in SPLIT_NAMES}
+    return _generate(Path(work_dir), seed, classes, fonts_dir, full)
+
+
+def _report(what: str, splits: Splits, units: dict[str, str] | None) -> None:
+    parts = []
+    for name in SPLIT_NAMES:
+        unit = f" ({units[name]})" if units else ""
+        parts.append(f"{name} {len(getattr(splits, name)):,}{unit}")
+    print(f"font: {what}: {' / '.join(parts)} images")
 
 
 def _generate(
-    work_dir: Path, seed: int, classes: str, fonts_dir: str | None, train: int, val: int, test: int
+    work_dir: Path, seed: int, classes: str, fonts_dir: str | None, counts: dict[str, int]
 ) -> Splits:
     start = time.perf_counter()
-    splits, faces = generate(
-        classes, seed=seed, train=train, val=val, test=test, fonts_dir=Path(fonts_dir) if fonts_dir else None
+    splits, manifest = generate(
+        classes, seed=seed, counts=counts, fonts_dir=Path(fonts_dir) if fonts_dir else None
     )
+    faces = manifest["faces"]
     files = {face["sha256"] for face in faces}
     synthesised = sum(face["synth_bold"] or face["synth_italic"] for face in faces)
     manifest = {
-        "options": {
-            "seed": seed,
-            "classes": classes,
-            "fonts_dir": fonts_dir,
-            "train": train,
-            "val": val,
-            "test": test,
-        },
+        "options": {"seed": seed, "classes": classes, "fonts_dir": fonts_dir, **counts},
         "digest": splits.digest(),
-        "faces": faces,
+        **manifest,
     }
     path = work_dir / "font-generated" / f"manifest-{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=1) + "\n")
-    n = sum(len(getattr(splits, name)) for name in ("train", "val", "test"))
     print(
-        f"font: rendered {n:,} images from {len(files)} font files, {len(faces)} faces "
-        f"({synthesised} synthesised) in {time.perf_counter() - start:.1f}s; manifest {path}"
+        f"font: rendered from {len(files)} font files, {len(faces)} faces ({synthesised} synthesised) "
+        f"in {time.perf_counter() - start:.1f}s; manifest {path}"
     )
+    units = {
+        name: f"{len(s['families'])} families in {len(s['groups'])} design groups"
+        for name, s in manifest["splits"].items()
+    }
+    _report("generated, split by font family", splits, units)
     return splits

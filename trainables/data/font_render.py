@@ -5,6 +5,11 @@ every usable font on the machine, in normal / bold / italic / bold-italic, each 
 its ink and jittered (scale, shift, rotation) in one affine transform. Images are 90x90 uint8,
 **glyph 255 on background 0** (the readers in ``font_folders`` turn other sources to match).
 
+Splits are by font family, so validation and test measure unseen designs, not the training
+faces shifted a few pixels: families are first merged into design groups (one family's width
+and weight cuts, Computer Modern's per-style TeX names, and clones such as Arimo = Liberation
+Sans, measured by glyph shape), then each group goes whole to one split (``assign_splits``).
+
 Deterministic: the same seed and the same font files give byte-identical tensors, whatever the
 directory listing order or the number of worker processes. Each class draws its jitter from its
 own generator seeded by (seed, code point), so a class renders the same in any class list.
@@ -16,6 +21,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import string
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,7 +36,7 @@ from fontTools import agl
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
-from trainables.data.splits import Split, Splits
+from trainables.data.splits import SPLIT_NAMES, Split, Splits
 from trainables.errors import UsageError
 
 IMAGE_SIZE = 90
@@ -64,6 +70,7 @@ class FontFile:
     sha256: str
     revision: float
     sizing_chars: str  # the ASCII letters and digits it draws, for sizing its faces
+    typographic: str = ""  # the typographic family (name ID 16) where the font declares one
 
     @property
     def style(self) -> str:
@@ -147,8 +154,12 @@ def _read_font(path: Path, digest: str, classes: str) -> FontFile | None:
         # names give them away: 'A' -> 'parenrightbt'. Names that mean nothing ('glyph36') pass.
         if any(agl.toUnicode(g.split(".")[0]) not in ("", c) for c, g in zip(classes, glyphs, strict=True)):
             return None
+        # Zapf Dingbats clones (URW's D050000L) name their ornaments a1, a10, ...: no letters there.
+        if any(re.fullmatch(r"a\d+", g) for g in glyphs):
+            return None
         names = tt["name"]
         family = names.getDebugName(1) or path.stem
+        typographic = names.getDebugName(16) or family
         os2 = tt["OS/2"] if "OS/2" in tt else None
         mac = tt["head"].macStyle
         bold = bool(mac & 1) or bool(os2 and (os2.fsSelection & 0x20 or os2.usWeightClass >= 600))
@@ -161,7 +172,7 @@ def _read_font(path: Path, digest: str, classes: str) -> FontFile | None:
             return None
     except Exception:  # a broken or unsupported file is skipped, as a font menu would
         return None
-    return FontFile(str(path), family, bold, italic, digest, revision, sizing)
+    return FontFile(str(path), family, bold, italic, digest, revision, sizing, typographic)
 
 
 def build_faces(fonts: Sequence[FontFile]) -> list[Face]:
@@ -245,13 +256,14 @@ def _place(glyph: Image.Image, cx: float, cy: float, jitter: np.ndarray, shear: 
     return np.asarray(out)
 
 
-def render_class(char: str, faces: Sequence[Face], seed: int, count: int) -> np.ndarray:
+def render_class(char: str, faces: Sequence[Face], seed: int, count: int, stream: int = 0) -> np.ndarray:
     """``count`` images of ``char``, uint8 [count, 90, 90]; sample i uses face i % len(faces).
 
-    The jitter comes from a generator of its own, seeded by (seed, code point): the result does
-    not depend on the other classes or on which process renders it.
+    The jitter comes from a generator of its own, seeded by (seed, code point, stream): the result
+    does not depend on the other classes or on which process renders it. Each split renders with
+    its own ``stream``, so two splits never share a jitter sequence.
     """
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**64, ord(char)])))
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**64, ord(char), stream])))
     jitter = rng.uniform(-1.0, 1.0, size=(count, 4))
     glyphs = [_glyph(face, char) for face in faces]
     out = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
@@ -262,36 +274,158 @@ def render_class(char: str, faces: Sequence[Face], seed: int, count: int) -> np.
     return out
 
 
-def render_splits(
-    classes: str, faces: Sequence[Face], *, seed: int, train: int, val: int, test: int, workers: int = 1
-) -> Splits:
-    """Exactly ``train``/``val``/``test`` images per class, faces cycled round-robin.
+# Two families whose upright glyphs correlate this well are one design under two names. Measured on
+# 66 families (matplotlib's, Debian's fonts-dejavu/liberation/freefont/urw-base35/croscore/noto-core/
+# texgyre/lato/open-sans/roboto...): clones and derivatives score 0.955-0.997 (Arimo = Liberation
+# Sans 0.996, FreeSans ~ Nimbus Sans 0.989, Nimbus Roman ~ STIXGeneral 0.974, Noto Sans ~ Open Sans
+# 0.955), distinct designs at most 0.931 (Linux Libertine Mono ~ Linux Libertine); docs/font-data.md.
+SAME_DESIGN = 0.94
+# Width, weight and optical-size words: "DejaVu Sans Condensed" and "Roboto Light" are cuts of
+# "DejaVu Sans" and "Roboto", which fonts without a typographic family name (ID 16) only say this way.
+_CUT_WORDS = re.compile(
+    r"\b(?:(?:semi|extra|ultra)?(?:condensed|expanded)|narrow|compressed|wide|hairline|thin|"
+    r"(?:extra|ultra)?light|book|regular|medium|(?:semi|demi|extra|ultra)?bold|demi|black|heavy|"
+    r"display|italic|oblique)\b",
+    re.IGNORECASE,
+)
+# Computer Modern names each style as a font of its own: cmb10 is cmr10's bold, cmti10 its italic.
+_TEX_CM = re.compile(r"cm(r|b|bx|ti|sl|bxsl|bxti|u|ss|ssbx|ssi|tt|itt|sltt)\d+")
+_CM_FAMILY = {"ss": "cmss", "ssbx": "cmss", "ssi": "cmss", "tt": "cmtt", "itt": "cmtt", "sltt": "cmtt"}
 
-    Per class, samples 0..train-1 go to train, the next ``val`` to val, the rest to test, so
-    every face appears in each split as often as any other (to within one). ``workers`` > 1
-    renders classes in parallel processes; the bytes are the same either way.
+
+def design_name(font: FontFile) -> str:
+    """The family a font's names say it belongs to, without width/weight/optical-size words."""
+    tex = _TEX_CM.fullmatch(font.family)
+    if tex:
+        return _CM_FAMILY.get(tex[1], "cmr")
+    name = _CUT_WORDS.sub(" ", font.typographic or font.family)
+    return " ".join(name.split()) or font.family
+
+
+def _signature(face: Face, chars: str) -> np.ndarray:
+    """Each glyph cropped to its ink, squashed to 24x24 (so width cuts compare equal), unit norm."""
+    rows = []
+    for char in chars:
+        image, _, _ = _glyph(face, char)
+        crop = image.crop(image.getbbox() or (0, 0, image.width, image.height))
+        g = np.asarray(crop.resize((24, 24), Image.Resampling.BILINEAR), np.float32).ravel()
+        g = g - g.mean()
+        rows.append(g / (np.linalg.norm(g) + 1e-6))
+    return np.stack(rows)
+
+
+def design_groups(faces: Sequence[Face]) -> dict[str, str]:
+    """Family -> its design group: families merged by ``design_name`` and by glyph likeness.
+
+    Likeness is the mean correlation of the upright faces' glyphs of the ASCII letters and digits
+    they all draw (not the task's classes: the grouping must not change with the class list);
+    pairs at or above ``SAME_DESIGN`` merge (transitively). A group is named by its alphabetically
+    first family.
     """
-    if not faces:
+    upright: dict[str, Face] = {}
+    for face in faces:  # the family's normal face; a family without one compares its first face
+        if face.style == "normal" or face.font.family not in upright:
+            upright[face.font.family] = face
+    families = sorted(upright)
+    parent = {f: f for f in families}
+
+    def root(f: str) -> str:
+        while parent[f] != f:
+            f = parent[f]
+        return f
+
+    def join(a: str, b: str) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    by_name: dict[str, str] = {}
+    for family in families:
+        join(family, by_name.setdefault(design_name(upright[family].font), family))
+    chars = "".join(c for c in _SIZING_CHARS if all(c in upright[f].font.sizing_chars for f in families))
+    sigs = np.stack([_signature(upright[f], chars) for f in families])  # [F, chars, 576]
+    likeness = np.einsum("acp,bcp->ab", sigs, sigs) / len(chars)
+    for i, j in zip(*np.nonzero(np.triu(likeness >= SAME_DESIGN, k=1)), strict=True):
+        join(families[i], families[j])
+    return {f: root(f) for f in families}
+
+
+# The seed's split, 716/150/150 images per class: the shares of design groups each split gets.
+SEED_SPLIT = {"train": 716, "val": 150, "test": 150}
+
+
+def split_sizes(n: int, shares: dict[str, int] = SEED_SPLIT) -> dict[str, int]:
+    """How many of ``n`` groups each split gets: largest remainder on ``shares``, at least one each."""
+    if n < len(shares):
         raise UsageError(
-            "no font faces to render; pass fonts_dir=DIR with .ttf/.otf fonts covering the classes"
+            f"{n} font group(s) cannot give train, val and test one each; add fonts (fonts_dir=DIR, "
+            "or the Debian font packages in the README)"
         )
-    count = train + val + test
-    bounds = {"train": (0, train), "val": (train, train + val), "test": (train + val, count)}
-    # Filled class by class as results arrive, so peak memory is the dataset plus a few classes.
-    xs = {
-        name: np.empty((len(classes) * (hi - lo), 1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-        for name, (lo, hi) in bounds.items()
-    }
-    columns = (list(classes), [tuple(faces)] * len(classes), [seed] * len(classes), [count] * len(classes))
-    parallel = workers > 1 and len(classes) > 1
+    total = sum(shares.values())
+    exact = {k: n * v / total for k, v in shares.items()}
+    sizes = {k: max(1, math.floor(x)) for k, x in exact.items()}
+    while sum(sizes.values()) > n:  # the minimum of one pushed us over: take from the largest
+        sizes[max(sizes, key=lambda k: (sizes[k], k))] -= 1
+    for k in sorted(exact, key=lambda k: (-(exact[k] - math.floor(exact[k])), list(shares).index(k))):
+        if sum(sizes.values()) == n:
+            break
+        sizes[k] += 1
+    return sizes
+
+
+def group_rank(seed: int, group: str) -> str:
+    """A group's place in the seeded order: a hash, so it ignores listing order and other groups."""
+    return hashlib.sha256(f"{seed}\0{group}".encode()).hexdigest()
+
+
+def assign_splits(groups: Iterable[str], seed: int) -> dict[str, list[str]]:
+    """Split name -> the groups it gets (in seeded order), every group in exactly one split."""
+    ranked = sorted(set(groups), key=lambda g: (group_rank(seed, g), g))
+    sizes, out, start = split_sizes(len(ranked)), {}, 0
+    for name, size in sizes.items():
+        out[name] = ranked[start : start + size]
+        start += size
+    return out
+
+
+def render_splits(
+    classes: str,
+    faces: dict[str, Sequence[Face]],
+    *,
+    seed: int,
+    counts: dict[str, int],
+    workers: int = 1,
+) -> Splits:
+    """``counts[split]`` images per class in each split, cycling over that split's own faces.
+
+    ``workers`` > 1 renders (class, split) pairs in parallel processes; the bytes are the same
+    either way.
+    """
+    for name in SPLIT_NAMES:
+        if counts[name] and not faces.get(name):
+            raise UsageError(
+                f"no font faces for the {name} split; pass fonts_dir=DIR with more .ttf/.otf fonts"
+            )
+    jobs = [(c, name) for name in SPLIT_NAMES for c in classes]
+    shape = (1, IMAGE_SIZE, IMAGE_SIZE)
+    xs = {name: np.empty((len(classes) * counts[name], *shape), np.uint8) for name in SPLIT_NAMES}
+    columns = (
+        [c for c, _ in jobs],
+        [tuple(faces.get(name, ())) for _, name in jobs],
+        [seed] * len(jobs),
+        [counts[name] for _, name in jobs],
+        [SPLIT_NAMES.index(name) for _, name in jobs],
+    )
+    parallel = workers > 1 and len(jobs) > 1
+    # Filled as results arrive, so peak memory is the dataset plus a few classes.
     with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool:
         results = pool.map(render_class, *columns) if pool else map(render_class, *columns)
-        for k, images in enumerate(results):  # map yields in class order, whichever process ran it
-            for name, (lo, hi) in bounds.items():
-                xs[name][k * (hi - lo) : (k + 1) * (hi - lo), 0] = images[lo:hi]
+        for (char, name), images in zip(jobs, results, strict=True):  # map keeps the job order
+            k, n = classes.index(char), counts[name]
+            xs[name][k * n : (k + 1) * n, 0] = images
     parts = {}
-    for name, (lo, hi) in bounds.items():
-        y = torch.arange(len(classes), dtype=torch.int64).repeat_interleave(hi - lo)
+    for name in SPLIT_NAMES:
+        y = torch.arange(len(classes), dtype=torch.int64).repeat_interleave(counts[name])
         parts[name] = Split(torch.from_numpy(xs[name]), y)
     return Splits(**parts, classes=list(classes))
 
@@ -300,14 +434,13 @@ def generate(
     classes: str,
     *,
     seed: int,
-    train: int,
-    val: int,
-    test: int,
+    counts: dict[str, int],
     fonts_dir: Path | None = None,
     workers: int | None = None,
-) -> tuple[Splits, list[dict]]:
-    """Discover fonts, build faces and render the splits; returns them with a per-face manifest.
+) -> tuple[Splits, dict]:
+    """Discover fonts, build faces, split them by design group and render ``counts`` per class.
 
+    Returns the splits and a manifest: the faces, and each split's groups and families.
     ``fonts_dir`` adds a directory of .ttf/.otf files to the default ones. ``workers`` defaults
     to the CPU count (capped at 8).
     """
@@ -322,6 +455,24 @@ def generate(
             f"no font draws every one of the classes {classes!r}; pass fonts_dir=DIR with fonts that do"
         )
     faces = build_faces(fonts)
+    group_of = design_groups(faces)
+    split_groups = assign_splits(group_of.values(), seed)
+    split_of = {g: name for name, gs in split_groups.items() for g in gs}
+    split_faces = {
+        name: [f for f in faces if split_of[group_of[f.font.family]] == name] for name in SPLIT_NAMES
+    }
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    splits = render_splits(classes, faces, seed=seed, train=train, val=val, test=test, workers=workers)
-    return splits, [face.manifest() for face in faces]
+    splits = render_splits(classes, split_faces, seed=seed, counts=counts, workers=workers)
+    manifest = {
+        "faces": [face.manifest() | {"group": group_of[face.font.family]} for face in faces],
+        "splits": {
+            name: {
+                "groups": sorted(split_groups[name]),
+                "families": sorted({f.font.family for f in split_faces[name]}),
+                "faces": len(split_faces[name]),
+                "images": len(getattr(splits, name)),
+            }
+            for name in SPLIT_NAMES
+        },
+    }
+    return splits, manifest

@@ -22,7 +22,7 @@ DatasetLoader = Callable[..., Splits]
 DATASETS: dict[str, DatasetLoader] = {}
 
 # Bump when a loader's output changes for the same options, so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_CACHE_DIR = Path("data") / "cache"
 
 
