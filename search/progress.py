@@ -13,6 +13,7 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
 
+from search.interrupt import search_stopping
 from trainables.fates import FAILED, FINISHED_FATES, PRUNED, best_value, trial_fate
 
 
@@ -47,7 +48,7 @@ class LiveView(Callback):
         self._reported.setdefault(trial.trial_id, []).append(result.get(self.metric))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        fate = trial_fate(trial.last_result, error=False, budget_s=self.budget_s)
+        fate = trial_fate(trial.last_result, error=False, budget_s=self.budget_s, stopping=search_stopping())
         self.fates[trial.trial_id] = fate
         # Ranked as everywhere else: a finished trial by its best report. A pruned trial's lucky
         # early report is never the search's best (trainables/fates.py).

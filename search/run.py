@@ -10,6 +10,7 @@ The seed's baseline is always trial 0. Results, the Optuna study and a trial tab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -22,11 +23,13 @@ from reports.leaderboard import write_report
 from search.cli import run_main
 from search.cluster import quiet_libraries, start_ray
 from search.data import load_space_data
+from search.interrupt import StopWatch, interrupted
+from search.plan import Plan, measure_epoch, plan_reports, wall_estimate_s
 from search.progress import LiveView
 from search.space import Space, load_space
 from search.summary import top_finished, trials_frame
 from search.tracking import MlflowTracker
-from search.tuner import SearchSettings, build_tuner, restore_tuner
+from search.tuner import SearchSettings, build_tuner, concurrent_slots, restore_tuner
 from trainables.errors import UsageError
 
 
@@ -48,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument(
         "--reports-per-epoch",
         type=int,
-        help="rungs finer than an epoch: report N times an epoch (default 1, or the quick preset's)",
+        help="rungs finer than an epoch: report N times an epoch (default: measured here on the baseline;"
+        " more than 1 when an epoch is long next to the trial budget)",
     )
     g.add_argument(
         "--quick", action="store_true", help="the space's quick preset: smaller data, fewer epochs"
@@ -139,27 +143,34 @@ def experiment_dir_for(args: argparse.Namespace, space: Space) -> Path:
     return path
 
 
+RECORD = "search.json"  # the settings a search was started with, which --resume keeps
+# Options a resumed search takes from its record, not from the command line.
+RECORDED = ("quick", "data_dir", "cache_dir", "offline", "tracking_uri", "experiment")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_libraries()
     space = load_space(args.space)
     if args.gpus is None:
         args.gpus = float(torch.cuda.device_count()) if not args.address else 0.0
-    settings = settings_from(args, space)
     experiment_dir = experiment_dir_for(args, space)
+    if args.resume:
+        settings = resumed_settings(args, space, experiment_dir, argv)
+    else:
+        settings = settings_from(args, space)
 
     # Data first, on the driver: a missing dataset fails here, before Ray starts.
     started = time.monotonic()
     data = load_space_data(
         space, args.data_dir, cache_dir=args.cache_dir, quick=args.quick, download=not args.offline
     )
-    print(
-        f"{space.task.name}: {len(data.train):,} train / {len(data.val):,} val images; "
-        f"up to {settings.trials} trials of {settings.max_epochs} epochs, "
-        f"{settings.trial_budget_s:.0f} s each -> {experiment_dir}",
-        file=sys.stderr,
-    )
+    if not args.resume:
+        plan = plan_search(args, space, settings, data)
+        settings = dataclasses.replace(settings, reports_per_epoch=plan.reports_per_epoch)
+        write_record(experiment_dir, args, settings)
     start_ray(args.gpus, args.address)
+    print_plan(space, settings, data, experiment_dir, None if args.resume else plan)
 
     view = LiveView(
         space.metric, space.mode, settings.trials, settings.time_budget_s, settings.stopper_budget_s
@@ -178,14 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         # Tune runs the callbacks it pickled with the search; they find their MLflow runs by tags.
         tuner = restore_tuner(space, settings, data, experiment_dir)
     else:
-        tuner = build_tuner(space, settings, data, experiment_dir, callbacks=[view, tracker])
+        callbacks = [view, tracker, StopWatch(settings.time_budget_s)]
+        tuner = build_tuner(space, settings, data, experiment_dir, callbacks=callbacks)
     results = tuner.fit()
 
     frame = trials_frame(results, space, settings)
     frame.to_csv(experiment_dir / "trials.csv", index=False)
     report_summary(frame, space, experiment_dir, time.monotonic() - started)
     unfinished = settings.trials - len(results)
-    interrupted = unfinished > 0 and not settings.time_budget_s
     report_dir = experiment_dir / "report"
     write_report(
         args.tracking_uri,
@@ -197,19 +208,106 @@ def main(argv: list[str] | None = None) -> int:
     )
     best_path = experiment_dir / "best.json"
     best = json.loads(best_path.read_text()) if best_path.exists() else {}
-    tracker.finish(best, [best_path, experiment_dir / "trials.csv", report_dir], interrupted=interrupted)
+    tracker.finish(best, [best_path, experiment_dir / "trials.csv", report_dir], interrupted=interrupted())
     print(f"leaderboard: {report_dir / 'leaderboard.md'}; compare runs with `mlflow ui`", file=sys.stderr)
     experiment = args.experiment or space.task.name
     store = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
     export = f"python search/export.py --experiment {experiment} --search {experiment_dir.name}{store}"
     print(f"take the best away: {export}", file=sys.stderr)
-    if interrupted:
+    if interrupted():
+        again = ["python", "search/run.py", "--space", args.space, "--resume", "--name", experiment_dir.name]
+        again += ["--results-dir", str(args.results_dir)] if args.results_dir != Path("results") else []
         print(
-            f"stopped with {unfinished} trial(s) not started; continue with: python search/run.py "
-            f"--space {args.space} --resume --name {experiment_dir.name}",
+            f"interrupted with {unfinished} trial(s) not started and the running ones cut short; "
+            f"continue with: {shlex.join(again)}",
             file=sys.stderr,
         )
+        return 130  # as a shell reports a command ended by Ctrl-C
     return 0
+
+
+def plan_search(args: argparse.Namespace, space: Space, settings: SearchSettings, data) -> Plan:
+    """How often trials report: as asked, or measured here on the baseline (search/plan.py)."""
+    quick = space.quick if args.quick else {}
+    if args.reports_per_epoch is not None or "reports_per_epoch" in quick:
+        return Plan(None, settings.reports_per_epoch, "as asked")
+    if settings.gpus_per_trial > 0 and not torch.cuda.is_available():
+        return Plan(None, 1, "once an epoch (trials run on GPUs this driver lacks: not measured here)")
+    device = torch.device("cuda" if settings.gpus_per_trial > 0 else "cpu")
+    epoch = measure_epoch(space, data, settings, device)
+    k = plan_reports(epoch, settings)
+    how = "once an epoch" if k == 1 else f"{k} times an epoch, so that the scheduler has rungs to compare"
+    measured = (
+        f"an epoch of the baseline takes ~{epoch.train_s:.0f} s here, a validation pass {epoch.val_s:.0f} s"
+    )
+    return Plan(epoch, k, f"{how} ({measured})")
+
+
+def print_plan(space: Space, settings: SearchSettings, data, experiment_dir: Path, plan: Plan | None) -> None:
+    slots = concurrent_slots(settings) or 1
+    print(
+        f"{space.task.name}: {len(data.train):,} train / {len(data.val):,} val images; "
+        f"{settings.trials} trials, {slots} at a time, each over a {settings.max_epochs}-epoch horizon "
+        f"within {settings.trial_budget_s:.0f} s -> {experiment_dir}",
+        file=sys.stderr,
+    )
+    if plan is None:
+        return
+    print(f"reports: {plan.why}", file=sys.stderr)
+    wall = wall_estimate_s(plan, settings, slots)
+    print(f"wall time: at most ~{wall / 60:.0f} min if no trial is stopped early", file=sys.stderr)
+    promise = space.quick.get("wall_s") if settings.trials else None
+    if promise and wall > promise * 1.1 and plan.epoch is not None:
+        print(
+            f"warning: the quick preset promises ~{promise / 60:.0f} min; this machine needs up to "
+            f"~{wall / 60:.0f} min (fewer --trials or more CPUs bring it down)",
+            file=sys.stderr,
+        )
+
+
+def write_record(experiment_dir: Path, args: argparse.Namespace, settings: SearchSettings) -> None:
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "settings": dataclasses.asdict(settings),
+        **{key: _jsonable(getattr(args, key)) for key in RECORDED},
+    }
+    (experiment_dir / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def resumed_settings(
+    args: argparse.Namespace, space: Space, experiment_dir: Path, argv: list[str] | None
+) -> SearchSettings:
+    """The settings the search was started with; an option given now that differs is refused."""
+    path = experiment_dir / RECORD
+    if not path.exists():
+        raise UsageError(f"{experiment_dir} has no {RECORD}: it was not started by this version; start anew")
+    record = json.loads(path.read_text())
+    given = {token.split("=", 1)[0] for token in (sys.argv[1:] if argv is None else argv)}
+
+    def refuse_change(flag: str, now, then) -> None:
+        if flag in given and now != then:
+            raise UsageError(f"this search ran with {flag} {then}; --resume keeps it (you gave {now})")
+
+    for key in RECORDED:
+        refuse_change(_flag(key), _jsonable(getattr(args, key)), record.get(key))
+        then = record.get(key)
+        setattr(args, key, Path(then) if key.endswith("_dir") and then is not None else then)
+    settings = SearchSettings(**record["settings"])
+    asked = settings_from(args, space)
+    for field in dataclasses.fields(SearchSettings):
+        refuse_change(_flag(field.name), getattr(asked, field.name), getattr(settings, field.name))
+    return settings
+
+
+def _flag(name: str) -> str:
+    # The options whose flag is not the setting's name.
+    return {"time_budget_s": "--time-budget", "trial_budget_s": "--trial-budget"}.get(
+        name, "--" + name.replace("_", "-")
+    )
+
+
+def _jsonable(value):
+    return str(value) if isinstance(value, Path) else value
 
 
 def report_summary(frame, space: Space, experiment_dir: Path, wall_s: float) -> None:

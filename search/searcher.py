@@ -3,8 +3,8 @@
 Ray's OptunaSearch tells Optuna that a trial ASHA stopped early is COMPLETE, with its last
 (short) result as if it were final. We tell Optuna it was PRUNED, as Optuna's own pruners
 would (its intermediate values are already in the study, one per report), a diverged trial
-FAIL, and a finished trial its best report's value: the number the leaderboard ranks it by
-and the weights it keeps (trainables/fates.py).
+FAIL (as is one the search's own stop cut short), and a finished trial its best report's
+value: the number the leaderboard ranks it by and the weights it keeps (trainables/fates.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from search.interrupt import search_stopping
 from search.space import Space
 from trainables.fates import (  # noqa: F401  (re-exported: the search's modules import fates from here)
     BUDGET,
@@ -25,6 +26,7 @@ from trainables.fates import (  # noqa: F401  (re-exported: the search's modules
     DIVERGED,
     FAILED,
     PRUNED,
+    STOPPED,
     best_value,
     trial_fate,
 )
@@ -43,7 +45,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        fate = trial_fate(result, error, self.budget_s)
+        fate = trial_fate(result, error, self.budget_s, stopping=search_stopping())
         if trial_id in self._completed_trials or fate == FAILED:
             super().on_trial_complete(trial_id, result=result, error=error)
             return
@@ -53,7 +55,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         if fate == PRUNED:
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-        elif fate == DIVERGED or value is None:
+        elif fate in (DIVERGED, STOPPED) or value is None:
+            # Not a judgement of the config: a trial the search's own stop cut short is no evidence.
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         else:
             self._ot_study.tell(ot_trial, value)

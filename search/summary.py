@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 from ray.tune import ResultGrid
 
+from search.interrupt import ended_by_the_stop
 from search.settings import SearchSettings
 from search.space import Space
 from trainables.fates import FAILED, FINISHED_FATES, trial_fate
@@ -22,7 +23,9 @@ def trials_frame(results: ResultGrid, space: Space, settings: SearchSettings) ->
         config = settings.trial_config(space.task, space.baseline, result.config or {})
         row = {
             "trial_id": trial_id,
-            "fate": FAILED if result.error else trial_fate(result.metrics, error=False, budget_s=budget_s),
+            "fate": FAILED
+            if result.error
+            else trial_fate(result.metrics, False, budget_s, stopping=ended_by_the_stop(trial_id)),
             "baseline": config == baseline,
             "error": error_line(result.error) if result.error else "",
         }

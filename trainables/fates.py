@@ -14,14 +14,18 @@ from typing import Any
 
 COMPLETED, BUDGET, DIVERGED = "completed", "budget", "diverged"  # the loop's own ends
 PRUNED, FAILED = "pruned", "failed"  # ended from outside: the scheduler, an error
+STOPPED = "stopped"  # ended from outside by the search itself: its time budget, or Ctrl-C
 RUNNING = "running"  # a trial not ended yet (or still running when the search was stopped)
 
 FINISHED_FATES = (COMPLETED, BUDGET)  # trained to their own end: comparable, rankable
 LOOP_FATES = (COMPLETED, BUDGET, DIVERGED)
 
 
-def trial_fate(last_result: dict[str, Any] | None, error: bool, budget_s: float | None = None) -> str:
-    """How a trial ended, from its last report; ``budget_s`` is Tune's per-trial stop time."""
+def trial_fate(
+    last_result: dict[str, Any] | None, error: bool, budget_s: float | None = None, stopping: bool = False
+) -> str:
+    """How a trial ended, from its last report; ``budget_s`` is Tune's per-trial stop time, and
+    ``stopping`` says the search as a whole was stopping (search/interrupt.py)."""
     if error:
         return FAILED
     last = last_result or {}
@@ -31,7 +35,7 @@ def trial_fate(last_result: dict[str, Any] | None, error: bool, budget_s: float 
     # budget stopper (Tune's safety net past the trial budget) or the scheduler.
     if budget_s is not None and last.get("time_total_s", 0) >= budget_s:
         return BUDGET
-    return PRUNED
+    return STOPPED if stopping else PRUNED
 
 
 def best_value(values: Iterable[Any], mode: str) -> float | None:

@@ -1,0 +1,119 @@
+"""The search's plan (reports per epoch, wall estimate), Ctrl-C, and --resume keeping its settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from search.plan import MAX_REPORT_SHARE, EpochTime, Plan, measure_epoch, plan_reports, wall_estimate_s
+from search.settings import SearchSettings
+from search.space import load_space
+from tests.fake_datasets import write_mnist
+from tests.search_helpers import tiny_data, write_tiny_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_short_epochs_report_once_an_epoch():
+    settings = SearchSettings(trial_budget_s=600)
+    assert plan_reports(EpochTime(train_s=30, val_s=3), settings) == 1
+
+
+def test_long_epochs_report_at_fractions_that_fit_the_budget():
+    settings = SearchSettings(trial_budget_s=150)
+    k = plan_reports(EpochTime(train_s=60, val_s=2), settings)
+    assert k == 4  # 60/2 + 2 = 32 s is over 150/8; 60/4 + 2 = 17 s is under
+    assert EpochTime(60, 2).report_s(k) <= MAX_REPORT_SHARE * 150 < EpochTime(60, 2).report_s(k // 2)
+
+
+def test_no_finer_reports_when_validation_costs_as_much_as_training():
+    # Each report validates the whole split: past this point finer reports only add validation.
+    settings = SearchSettings(trial_budget_s=100)
+    assert plan_reports(EpochTime(train_s=40, val_s=20), settings) == 2
+
+
+def test_wall_estimate_counts_rounds_of_trials_and_caps_at_the_time_budget():
+    settings = SearchSettings(trials=12, max_epochs=3, trial_budget_s=150)
+    plan = Plan(EpochTime(train_s=30, val_s=5), reports_per_epoch=1, why="")
+    assert plan.trial_s(settings) == 105  # 3 reports of 35 s, inside the 150 s budget
+    assert wall_estimate_s(plan, settings, slots=2) == 6 * 105
+    capped = SearchSettings(trials=12, max_epochs=3, trial_budget_s=150, time_budget_s=200)
+    assert wall_estimate_s(plan, capped, slots=2) == 200
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_measure_epoch_scales_a_few_batches_to_the_whole_split(tmp_path):
+    space = load_space(write_tiny_space(tmp_path))
+    data = tiny_data()
+    epoch = measure_epoch(space, data, SearchSettings(), torch.device("cpu"))
+    assert epoch.train_s > 0 and epoch.val_s > 0
+    # Twice the training data: about twice the epoch (the same probe, scaled by the split's size).
+    bigger = tiny_data()
+    bigger.train = type(bigger.train)(torch.cat([bigger.train.x] * 2), torch.cat([bigger.train.y] * 2))
+    assert measure_epoch(space, bigger, SearchSettings(), torch.device("cpu")).train_s > 1.3 * epoch.train_s
+
+
+def run_cli(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(REPO / "search" / "run.py"),
+        "--space",
+        str(write_tiny_space(tmp_path)),
+        "--gpus",
+        "0",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--offline",
+        "--name",
+        "stop",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_the_printed_command_resumes_it(tmp_path):
+    write_mnist(tmp_path / "data", n_train=3000, n_test=100)
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    argv = run_cli(tmp_path, "--trials", "6", "--max-epochs", "3", "--reports-per-epoch", "1")
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    trial_dirs = lambda: list((tmp_path / "results" / "stop").glob("*/result.json"))  # noqa: E731
+    while time.monotonic() < deadline and not any(p.stat().st_size for p in trial_dirs()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 130, stderr[-2000:]
+    (line,) = [line for line in stderr.splitlines() if "continue with:" in line]
+    command = line.split("continue with: ", 1)[1]
+    assert "--resume" in command and "--name stop" in command
+    # Run as printed: it takes the search's own settings (6 trials, its data) from the record.
+    again = subprocess.run(
+        command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    trials = (tmp_path / "results" / "stop" / "trials.csv").read_text().splitlines()
+    assert len(trials) == 1 + 6
+
+
+def test_resume_refuses_an_option_that_differs_from_the_search(tmp_path):
+    from search.run import RECORD, main, parse_args, settings_from, write_record
+    from trainables.errors import UsageError
+
+    args = parse_args(run_cli(tmp_path, "--trials", "6", "--quick")[2:])
+    folder = tmp_path / "results" / "stop"
+    write_record(folder, args, settings_from(args, load_space(args.space)))
+    (folder / "tuner.pkl").write_bytes(b"")  # a search was started here
+    assert (folder / RECORD).is_file()
+    with pytest.raises(UsageError, match="ran with --trials 6; --resume keeps it"):
+        main(run_cli(tmp_path, "--resume", "--trials", "20")[2:])
+    with pytest.raises(UsageError, match="ran with --data-dir .*data; --resume keeps it"):
+        main(run_cli(tmp_path, "--resume", "--data-dir", str(tmp_path / "elsewhere"))[2:])
