@@ -24,6 +24,7 @@ from reports.render import Page, html_page, leaderboard_tables, markdown
 from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
 from reports.study import param_importances
 from search.cli import run_main
+from search.provenance import redact
 from trainables.errors import UsageError
 
 DEFAULT_OUT = Path("reports/out")
@@ -75,7 +76,7 @@ def _facts(runs: SearchRuns, tracking_uri: str) -> list[tuple[str, str]]:
         ran += f", {(last_end - runs.started).total_seconds() / 60:.1f} min to its last trial's end"
     return [
         ("search", f"{runs.search} (task {tags.get('hpsearch.task', '?')}, experiment {runs.experiment})"),
-        ("tracking store", tracking_uri),
+        ("tracking store", redact(tracking_uri)),
         ("report made", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("search ran", ran),
         ("ranked by", f"{runs.metric} ({runs.mode}) at each trial's best epoch"),

@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from search.provenance import reachable, redact, tracking_server
 from trainables.errors import UsageError
 from trainables.fates import FINISHED_FATES, PRUNED
 
@@ -81,6 +82,10 @@ def open_client(tracking_uri: str | None) -> MlflowClient:
         path = _local_store_path(tracking_uri)
         if path is not None and not path.exists():
             raise UsageError(f"no MLflow store at {path} (from --tracking-uri {tracking_uri})")
+    server = tracking_server(tracking_uri)
+    if server and not reachable(server):
+        # MLflow's own client would retry for minutes before a traceback.
+        raise UsageError(f"the MLflow server at {redact(server)} does not answer")
     return MlflowClient(tracking_uri=tracking_uri)
 
 

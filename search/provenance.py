@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import ssl
 import subprocess
 import urllib.error
@@ -11,6 +13,13 @@ from pathlib import Path
 import mlflow
 
 REPO = Path(__file__).resolve().parent.parent
+
+# MLflow's HTTP client retries a dead server 7 times with growing waits (minutes, then a
+# traceback). Every tool here checks the server first and reports in one line; a failure mid-run
+# is a warning. So: few, quick retries, unless the user set their own.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def code_version(repo: Path = REPO) -> str:
@@ -45,3 +54,8 @@ def reachable(uri: str, timeout_s: float = 5.0) -> bool:
         return False
     except Exception:
         return True  # an address urllib cannot use: leave the verdict to MLflow's client
+
+
+def redact(text: str) -> str:
+    """``text`` with the password (or token) of any ``scheme://user:secret@host`` in it hidden."""
+    return re.sub(r"(\w+://[^/\s:@]*):[^/\s@]*@", r"\1:***@", text)

@@ -66,6 +66,10 @@ def load_space(path: str | Path) -> Space:
     if not (isinstance(module.MAX_EPOCHS, int) and module.MAX_EPOCHS > 0):
         raise UsageError(f"space file {path}: MAX_EPOCHS must be a positive integer")
     task = get_task(module.TASK)
+    if not isinstance(module.BASELINE, dict):
+        raise UsageError(
+            f"space file {path}: BASELINE must be a dict of config values, got {module.BASELINE!r}"
+        )
     try:
         baseline = resolve_config(task, module.BASELINE)
     except UsageError as e:

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+import search.plan
 from search.plan import MAX_REPORT_SHARE, EpochTime, Plan, measure_epoch, plan_reports, wall_estimate_s
 from search.settings import SearchSettings
 from search.space import load_space
@@ -48,16 +50,27 @@ def test_wall_estimate_counts_rounds_of_trials_and_caps_at_the_time_budget():
     assert wall_estimate_s(plan, capped, slots=2) == 200
 
 
-@pytest.mark.usefixtures("one_torch_thread")
-def test_measure_epoch_scales_a_few_batches_to_the_whole_split(tmp_path):
-    space = load_space(write_tiny_space(tmp_path))
-    data = tiny_data()
+def test_measure_epoch_scales_a_few_batches_to_the_whole_split(tmp_path, monkeypatch):
+    # A clock that the stand-in training and validation advance by a known cost per image.
+    clock = [0.0]
+    monkeypatch.setattr(search.plan.time, "perf_counter", lambda: clock[0])
+
+    def fake_train(task, config, data, **kwargs):
+        clock[0] += 0.5 + 0.01 * len(data.train) + 0.002 * len(data.val)  # set-up, training, validation
+        return SimpleNamespace(model=None)
+
+    def fake_evaluate(model, split, task):
+        clock[0] += 0.002 * len(split)
+
+    monkeypatch.setattr(search.plan, "train", fake_train)
+    monkeypatch.setattr(search.plan, "evaluate", fake_evaluate)
+    space = load_space(write_tiny_space(tmp_path))  # baseline batch 32: a probe of 6 batches
+    data = tiny_data()  # 1,000 train, 200 val
     epoch = measure_epoch(space, data, SearchSettings(), torch.device("cpu"))
-    assert epoch.train_s > 0 and epoch.val_s > 0
-    # Twice the training data: about twice the epoch (the same probe, scaled by the split's size).
-    bigger = tiny_data()
-    bigger.train = type(bigger.train)(torch.cat([bigger.train.x] * 2), torch.cat([bigger.train.y] * 2))
-    assert measure_epoch(space, bigger, SearchSettings(), torch.device("cpu")).train_s > 1.3 * epoch.train_s
+    probe = 6 * 32
+    assert epoch.val_s == pytest.approx(0.002 * 200)
+    # The probe's span less its validation, scaled from 192 images to 1,000 (set-up included).
+    assert epoch.train_s == pytest.approx((0.5 + 0.01 * probe) * 1000 / probe)
 
 
 def run_cli(tmp_path: Path, *extra: str) -> list[str]:

@@ -101,6 +101,11 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 
 def _check(task: Task, config: dict[str, Any]) -> None:
+    # A model's whole-number knobs are sizes (channels, widths, layers, kernels): 0 builds nothing.
+    sizes = {
+        k for k, v in MODELS[task.model].defaults.items() if isinstance(v, int) and not isinstance(v, bool)
+    }
+    sizes |= {k for k in MODELS[task.model].defaults if k.endswith("mult")}
     for key, allowed in {**CHOICES, "augment": task.augmentations}.items():
         if config[key] not in allowed:
             raise UsageError(f"{key} must be one of {', '.join(allowed)}; got {config[key]!r}")
@@ -111,5 +116,7 @@ def _check(task: Task, config: dict[str, Any]) -> None:
             raise UsageError(f"{key} must be > 0, got {value!r}")
         if (key in UNIT_INTERVAL or "dropout" in key) and not 0 <= value <= 1:
             raise UsageError(f"{key} must be between 0 and 1, got {value!r}")
+        if key in sizes and value <= 0:
+            raise UsageError(f"{key} must be > 0, got {value!r}")
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise UsageError(f"{key} must not be negative, got {value!r}")

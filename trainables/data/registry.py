@@ -56,6 +56,8 @@ def prepare(
 ) -> Splits:
     """Load ``dataset`` from its cache, building the cache first if it is not there yet."""
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise UsageError(f"the cache dir {cache_dir} is a file; pass --cache-dir a directory")
     path = cache_path(cache_dir, root, dataset, seed, options)
     if path.exists():  # before importing the loaders: torchvision alone costs ~1.5 s
         return Splits.load(path)
