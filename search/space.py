@@ -117,4 +117,20 @@ def check_suggestions(space: Space, samples: int = 3) -> None:
             space.trial_config(trial.params)
         except UsageError as e:
             raise UsageError(f"space file {space.path}: space() suggests {trial.params}: {e}") from e
+        _check_baseline_inside(space, trial.distributions)
         study.tell(trial, 0.0)
+
+
+def _check_baseline_inside(space: Space, distributions: dict[str, Any]) -> None:
+    # The baseline is the search's first trial: Optuna refuses a value outside a knob's choices.
+    for name, dist in distributions.items():
+        value = space.baseline.get(name)
+        try:
+            inside = dist._contains(dist.to_internal_repr(value))
+        except (ValueError, TypeError):
+            inside = False
+        if not inside:
+            raise UsageError(
+                f"space file {space.path}: BASELINE {name}={value!r} is outside what space() suggests "
+                f"for it ({dist}); the baseline is the first trial, so its values must be in the space"
+            )

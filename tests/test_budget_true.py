@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def reports_of(monkeypatch, baseline: dict, settings: SearchSettings) -> list[dict]:
     reports = []
-    monkeypatch.setattr(search.trainable.tune, "report", reports.append)
+    monkeypatch.setattr(search.trainable.tune, "report", lambda metrics, **_: reports.append(metrics))
     run_trial({}, data=tiny_data(), task_name="mnist", baseline=baseline, settings=settings)
     return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in reports]  # all but times
 
