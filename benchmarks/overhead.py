@@ -8,8 +8,8 @@ them) go through the product's own search, `search.tuner.build_tuner` (OptunaSea
 the budget stopper), on the mnist space. One trial at a time, the time between two trials'
 completions is what the search costs a trial. Five runs, each differing from another in one thing:
 
-1. tiny data: a trial's start and end (a fresh worker process importing the training code, the
-   searcher's proposal, scheduling) and its E reports;
+1. tiny data: a trial's start and end (a worker process, reused from trial to trial since the
+   search sets `reuse_actors`, the searcher's proposal, scheduling) and its E reports;
 2. and 3. the real MNIST quick subset / full splits: less run 1, handing the data to the trial;
 4. as run 3 with the MLflow tracker: less run 3, MLflow per trial inside the search;
 5. as run 4 two trials at a time, as the product runs on a 2-core machine (1 CPU per trial).
@@ -103,7 +103,7 @@ def noop_trial(params, *, data, task_name, baseline, settings):
     Each report after the first carries ``report_wait_s``, how long the one before it blocked: Tune's
     function trainables report synchronously, so that is the driver's round trip for one epoch.
     """
-    import search.trainable  # noqa: F401  (a real trial's imports: each trial is a fresh worker)
+    import search.trainable  # noqa: F401  (a real trial's imports, paid once per worker process)
 
     wait = None
     for epoch in range(1, settings.max_epochs + 1):
@@ -403,8 +403,8 @@ def report(
         "start and end. **Report** is the median time a trial's `tune.report` blocked (Tune's function "
         "trainables report synchronously: the driver's round trip for an epoch), timed in the trial. "
         "Runs 1-4 take one trial at a time (each asks for every CPU), so per trial is a trial's whole "
-        "cost; run 5 takes two at a time (1 CPU each, the product's default here). Every trial is a fresh "
-        "worker process (the last column counts them).",
+        "cost; run 5 takes two at a time (1 CPU each, the product's default here). The search reuses "
+        "worker processes from trial to trial (the last column counts them).",
         "",
         "| run | what | search wall | per trial | ± | report | worker processes |",
         "|---|---|---:|---:|---:|---:|---:|",
