@@ -25,6 +25,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for name in ("mlflow", "alembic", "ray", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray 2.60 warns on every start that it requires a token of its clients: that is what we want.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
 def start_ray(gpus: float | None, address: str | None) -> None:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from search.cli import run_main
 from search.exported import ExportedConfig, read_exported
-from search.provenance import code_version
+from search.provenance import code_version, experiment_id
 from search.retrain import Retrained, load_export_data, retrain
 from search.train import epoch_printer
 from trainables.errors import UsageError
@@ -67,8 +67,7 @@ def log_ensemble(
     try:
         client = MlflowClient(tracking_uri or None)
         experiment = first.experiment or first.task
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        found_id = experiment_id(client, experiment)
         tags = {
             "hpsearch.role": "ensemble",
             "hpsearch.task": first.task,
@@ -79,7 +78,7 @@ def log_ensemble(
         searches = {m.exported.search_run_id for m in members}
         if len(searches) == 1 and "" not in searches:  # one search: show it under that search's run
             tags["mlflow.parentRunId"] = searches.pop()
-        run_id = client.create_run(experiment_id, tags=tags, run_name=f"ensemble-{len(members)}").info.run_id
+        run_id = client.create_run(found_id, tags=tags, run_name=f"ensemble-{len(members)}").info.run_id
         now = int(time.time() * 1000)
         metrics = [Metric("test_acc", test_acc, now, 0), Metric("test_loss", test_loss, now, 0)]
         metrics += [Metric(f"member{i}_test_acc", m.test_acc, now, 0) for i, m in enumerate(members, 1)]
@@ -112,7 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--full-data", action="store_true", help="the space's whole data even if the search was --quick"
     )
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
-    p.add_argument("--tracking-uri", help="MLflow store for the runs (default: the first export's)")
+    p.add_argument(
+        "--space",
+        help="the search's space file, if not in this repo's spaces/ (an export never runs code it names)",
+    )
+    p.add_argument(
+        "--tracking-uri", help="MLflow store for the runs (default: MLflow's own, sqlite:///mlflow.db here)"
+    )
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     return p.parse_args(argv)
 
@@ -141,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         download=not args.offline,
         full_data=args.full_data,
+        space_file=args.space,
     ).to(device)
-    tracking_uri = args.tracking_uri or exports[0].tracking_uri
+    tracking_uri = args.tracking_uri  # never an export's own: a shared file must not send runs
     members = []
     for i, exported in enumerate(exports, 1):
         _, config = exported.resolved()

@@ -6,7 +6,11 @@
 
 Ranks as the leaderboard does: by the best epoch's metric, among trials trained to their own
 end (ASHA-pruned ones are not candidates). Writes best.yaml (rank 1), rank2.yaml, ... with
-every config value, the metric reached, the MLflow run ids and the code version; then
+every config value, the metric reached, the MLflow run ids and the code version, and beside
+each the weights its trial kept (best.pt, rank2.pt, ...: a state_dict, fetched from the trial's
+MLflow model) where the search kept its model (`search/run.py --keep-models K`, default 3).
+The config's `epochs` is the horizon the trial's schedule ran over. Then
+`python search/predict.py DIR image.png` classifies pictures with the kept weights,
 `python search/train.py --config DIR/best.yaml` retrains it and evaluates on test, and
 `python search/ensemble.py --config DIR` ensembles them. Default output: exports/<search>/.
 """
@@ -14,14 +18,17 @@ every config value, the metric reached, the MLflow run ids and the code version;
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
 import pandas as pd
 import yaml
 from mlflow import MlflowClient
@@ -29,13 +36,16 @@ from mlflow import MlflowClient
 from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
 from search.cli import run_main
 from search.exported import ExportedConfig, write_exported
+from search.tracking import MODEL_TAG, global_tracking_uri
+from search.trainable import INFO_FILE, MODEL_FILE
 from trainables.errors import UsageError
+from trainables.fates import is_number
 
 DEFAULT_OUT = Path("exports")
 
 
-def file_name(rank: int) -> str:
-    return "best.yaml" if rank == 1 else f"rank{rank}.yaml"
+def file_name(rank: int, suffix: str = ".yaml") -> str:
+    return ("best" if rank == 1 else f"rank{rank}") + suffix
 
 
 def export_search(
@@ -49,13 +59,25 @@ def export_search(
     params = runs.parent.data.params
     out_dir = Path(out_dir)
     # Earlier exports of a longer --top would otherwise leave stale rankN files to be ensembled.
-    for stale in [out_dir / "best.yaml", *out_dir.glob("rank*.yaml")]:
+    stale_files = [
+        out_dir / "best.yaml",
+        out_dir / "best.pt",
+        *out_dir.glob("rank*.yaml"),
+        *out_dir.glob("rank*.pt"),
+    ]
+    for stale in stale_files:
         stale.unlink(missing_ok=True)
     paths = []
     for rank, (_, row) in enumerate(ranked.iterrows(), start=1):
+        run = client.get_run(row["run_id"])
+        config = _trial_config(client, row["run_id"])
+        horizon = run.data.metrics.get("horizon_epochs")  # the last report's: as the schedule ran
+        if is_number(horizon) and horizon > 0:
+            config["epochs"] = int(horizon) if float(horizon).is_integer() else float(horizon)
+        kept = _fetch_weights(client, run.data.tags.get(MODEL_TAG), out_dir / file_name(rank, ".pt"))
         exported = ExportedConfig(
             task=runs.parent.data.tags.get("hpsearch.task", experiment),
-            config=_trial_config(client, row["run_id"]),
+            config=config,
             space=params.get("space", ""),
             quick=params.get("quick") == "True",
             budget_s=float(params.get("trial_budget_s", 600.0)),
@@ -72,12 +94,41 @@ def export_search(
             trial_id=row["trial_id"],
             tracking_uri=client.tracking_uri,
             code_version=runs.parent.data.tags.get("hpsearch.code_version", "unknown"),
+            weights=file_name(rank, ".pt") if kept else "",
+            classes=list(kept.get("classes", [])) if kept else [],
         )
         path = out_dir / file_name(rank)
         header = f"Exported by `{command}`.\nRetrain: python search/train.py --config {path}"
+        if kept:
+            header += f"\nClassify pictures: python search/predict.py {path} IMAGE..."
         paths.append(write_exported(exported, path, header))
     _print_table(runs, ranked, paths)
     return paths
+
+
+def _fetch_weights(client: MlflowClient, model_id: str | None, path: Path) -> dict[str, Any] | None:
+    """Copy the weights of the trial's MLflow model to ``path``; return its kept.json, or None if
+    the search kept no model for the trial (or it cannot be fetched: then a one-line warning)."""
+    if not model_id:
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        location = client.get_logged_model(model_id).artifact_location
+        with tempfile.TemporaryDirectory() as tmp, global_tracking_uri(client.tracking_uri):
+            uri = f"{location.rstrip('/')}/extra_files"
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            info = json.loads((folder / INFO_FILE).read_text())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / MODEL_FILE, path)
+            return info
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(
+            f"warning: the weights of model {model_id} could not be fetched ({first}); "
+            f"{path.name} not written",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _trial_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
@@ -110,12 +161,13 @@ def _param_value(text: str) -> Any:
 
 
 def _print_table(runs: SearchRuns, ranked: pd.DataFrame, paths: list[Path]) -> None:
-    for (_, row), path in zip(ranked.iterrows(), paths, strict=True):
+    for rank, ((_, row), path) in enumerate(zip(ranked.iterrows(), paths, strict=True), start=1):
         seed = " (the seed's baseline)" if row["baseline"] else ""
         time_s = "" if math.isnan(row["train_time_s"]) else f", {row['train_time_s']:.0f} s"
+        weights = (path.parent / file_name(rank, ".pt")).is_file()
         print(
             f"{path}: trial {row['trial_id']}, {runs.metric} {row['best']:.4f} at epoch {row['best_epoch']}"
-            f" ({row['fate']}{time_s}){seed}"
+            f" ({row['fate']}{time_s}){seed}{'' if weights else '; no kept weights'}"
         )
 
 

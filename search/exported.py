@@ -17,25 +17,33 @@
     trial_id: 3c7d_00004
     tracking_uri: sqlite:///mlflow.db
     code_version: e66543d...
-    config: {optimizer: adam, lr: 0.0012, ...}   # every resolved value
+    weights: best.pt                # the trial's kept weights beside this file ("" if none were kept)
+    classes: ['0', '1', ...]        # the model's outputs, in order
+    config: {optimizer: adam, lr: 0.0012, epochs: 1.75, ...}   # every resolved value
 
-`search/export.py` writes these; `search/train.py --config` and `search/ensemble.py` read them.
+`config.epochs` is the horizon the trial's schedule ran over (its `horizon_epochs`, possibly
+fractional), so a retrain runs the same schedule. `search/export.py` writes these;
+`search/train.py --config`, `search/ensemble.py` and `search/predict.py` read them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torch import nn
 
 from search.provenance import REPO
 from search.space import Space, load_space
 from trainables.config import resolve_config
 from trainables.errors import UsageError
-from trainables.tasks import Task, get_task
+from trainables.models import MODELS, build_model
+from trainables.tasks import Task, get_task, normalise
 
 
 @dataclass
@@ -58,6 +66,8 @@ class ExportedConfig:
     trial_id: str = ""
     tracking_uri: str = ""
     code_version: str = "unknown"
+    weights: str = ""  # file name of the kept weights, beside the YAML file
+    classes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept and written back
 
     @property
@@ -70,16 +80,64 @@ class ExportedConfig:
         task = get_task(self.task)
         return task, resolve_config(task, self.config, overrides or {})
 
-    def load_space(self) -> Space:
-        """The search's space file: where it was, else the file of the same name in this repo's spaces/."""
-        for candidate in (Path(self.space), REPO / "spaces" / Path(self.space).name):
-            if candidate.is_file():
-                return load_space(candidate)
-        raise UsageError(f"the space file {self.space} of this export is not here (nor in {REPO / 'spaces'})")
+    def load_space(self, space_file: Path | None = None) -> Space:
+        """``space_file`` if the user names one, else the file of the export's space name in this
+        repo's spaces/.
+
+        An export is data that people share; a space file is Python. So the path written in the
+        export is never run: only a file the user names, or one of this repo's own spaces."""
+        candidate = Path(space_file) if space_file else REPO / "spaces" / Path(self.space).name
+        if not candidate.is_file():
+            raise UsageError(
+                f"this export's space file {Path(self.space).name} is not among {REPO / 'spaces'}, and an "
+                "export never runs the code it names: pass --space FILE (the search's space file)"
+            )
+        return load_space(candidate)
+
+    def classifier(self, folder: Path) -> Classifier:
+        """The trained model, from the weights beside the YAML file in ``folder``."""
+        if not self.weights:
+            raise UsageError(
+                f"the export of {self.name} has no weights: its search kept no model for it "
+                "(run search/run.py with --keep-models, or retrain: search/train.py --config)"
+            )
+        path = Path(folder) / self.weights
+        if not path.is_file():
+            raise UsageError(f"the export's weights {path} are missing (export again: search/export.py)")
+        task, config = self.resolved()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            return build_classifier(task, config, state)
+        except (RuntimeError, OSError, pickle.UnpicklingError) as e:  # not a state_dict, or another model's
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise UsageError(f"{path} does not hold this export's model: {first}") from e
 
     def to_yaml(self) -> str:
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("extra", "config")}
         return yaml.safe_dump({**data, **self.extra, "config": self.config}, sort_keys=False)
+
+
+class Classifier(nn.Module):
+    """A trained model as a user calls it: images as floats in 0..1 (uint8 pixels / 255), shape
+    ``[N, C, H, W]``, in, normalised as in training; softmax probabilities ``[N, classes]`` out."""
+
+    def __init__(self, model: nn.Module, task: Task) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(normalise(images, self.task)).float().softmax(1)
+
+
+def build_classifier(
+    task: Task, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None
+) -> Classifier:
+    """The task's model family built from ``config``, with ``state_dict`` loaded, in eval mode."""
+    knobs = {k: config[k] for k in MODELS[task.model].defaults if k in config}
+    model = build_model(task.model, task.num_classes, task.input_shape, **knobs)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return Classifier(model, task).eval()
 
 
 def write_exported(exported: ExportedConfig, path: Path, header: str = "") -> Path:

@@ -59,3 +59,24 @@ def reachable(uri: str, timeout_s: float = 5.0) -> bool:
 def redact(text: str) -> str:
     """``text`` with the password (or token) of any ``scheme://user:secret@host`` in it hidden."""
     return re.sub(r"(\w+://[^/\s:@]*):[^/\s@]*@", r"\1:***@", text)
+
+
+# MLflow 3's UI opens an experiment without this tag on its GenAI overview (no runs, a popup); with
+# it, on the runs table of a model-training experiment.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def experiment_id(client: mlflow.MlflowClient, name: str) -> str:
+    """The id of the experiment ``name``, created (as a model-training experiment) if need be."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags=EXPERIMENT_KIND)
+        except Exception:
+            experiment = client.get_experiment_by_name(name)  # another process made it meanwhile
+            if experiment is None:
+                raise
+    if not any(experiment.tags.get(k) for k in EXPERIMENT_KIND):
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id

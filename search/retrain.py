@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from search.data import load_space_data
 from search.exported import ExportedConfig
-from search.provenance import code_version, reachable, tracking_server
+from search.provenance import code_version, experiment_id, reachable, tracking_server
 from trainables.data.splits import Split, Splits
 from trainables.errors import UsageError
 from trainables.loop import TrainResult, evaluate, predict_proba, train
@@ -47,10 +47,11 @@ def load_export_data(
     cache_dir: Path | None = None,
     download: bool = True,
     full_data: bool = False,
+    space_file: Path | None = None,
 ) -> Splits:
     """The data the search trained on (its quick subset, if it was quick), or with ``full_data``
     the space's whole data."""
-    space = exported.load_space()
+    space = exported.load_space(space_file)
     if space.task.name != exported.task:
         raise UsageError(
             f"the export's task is {exported.task!r} but its space {space.path} is {space.task.name!r}"
@@ -86,8 +87,7 @@ class FinalRunLog:
                 raise ConnectionError(f"no MLflow server answers at {server}")
             self.client = MlflowClient(self.tracking_uri)
             experiment = exported.experiment or exported.task
-            found = self.client.get_experiment_by_name(experiment)
-            experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+            found_id = experiment_id(self.client, experiment)
             tags = {
                 "hpsearch.role": "final",
                 "hpsearch.task": exported.task,
@@ -101,7 +101,7 @@ class FinalRunLog:
             if exported.search_run_id and self._exists(exported.search_run_id):
                 tags["mlflow.parentRunId"] = exported.search_run_id  # beside the search's trials in the UI
             name = f"final-{exported.name}-seed{config['seed']}"
-            self.run_id = self.client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
+            self.run_id = self.client.create_run(found_id, tags=tags, run_name=name).info.run_id
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in config.items()])
             self.client.log_text(self.run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
             self.client.log_text(self.run_id, exported.to_yaml(), "exported.yaml")

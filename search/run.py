@@ -21,14 +21,16 @@ import torch
 
 from reports.leaderboard import write_report
 from search.cli import run_main
-from search.cluster import quiet_libraries, start_ray
+from search.cluster import check_trials_fit, cluster_gpus, quiet_libraries, start_ray
 from search.data import load_space_data
 from search.interrupt import StopWatch, interrupted
 from search.plan import Plan, measure_epoch, plan_reports, wall_estimate_s
 from search.progress import LiveView
+from search.provenance import reachable, redact, tracking_server
 from search.space import Space, load_space
 from search.summary import top_finished, trials_frame
 from search.tracking import MlflowTracker
+from search.trainable import keep_checkpoints
 from search.tuner import SearchSettings, build_tuner, concurrent_slots, restore_tuner
 from trainables.errors import UsageError
 
@@ -80,6 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tracking-uri", help="MLflow tracking URI (default: MLflow's own, sqlite:///mlflow.db here)"
     )
     g.add_argument("--experiment", help="MLflow experiment (default: the task's name)")
+    g.add_argument(
+        "--keep-models",
+        type=int,
+        default=3,
+        metavar="K",
+        help="log the K best trials' models to MLflow, delete the other checkpoints (default 3; 0 = none)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     return p.parse_args(argv)
 
@@ -113,6 +122,7 @@ def settings_from(args: argparse.Namespace, space: Space) -> SearchSettings:
         (not args.gpus or settings.gpus_per_trial <= args.gpus, "--gpus-per-trial is more than --gpus"),
         (settings.grace_period >= 1, "--grace-period must be at least 1"),
         (settings.reduction_factor > 1, "--reduction-factor must be greater than 1"),
+        (args.keep_models >= 0, "--keep-models must not be negative"),
     ]
     for ok, message in checks:
         if not ok:
@@ -152,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_libraries()
     space = load_space(args.space)
-    if args.gpus is None:
-        args.gpus = float(torch.cuda.device_count()) if not args.address else 0.0
+    if args.gpus is None and not args.address:
+        args.gpus = float(torch.cuda.device_count())
+    server = tracking_server(args.tracking_uri)
+    if server and not reachable(server):
+        raise UsageError(f"the MLflow server at {redact(server)} does not answer (--tracking-uri)")
     experiment_dir = experiment_dir_for(args, space)
     if args.resume:
         settings = resumed_settings(args, space, experiment_dir, argv)
@@ -170,12 +183,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, reports_per_epoch=plan.reports_per_epoch)
         write_record(experiment_dir, args, settings)
     start_ray(args.gpus, args.address)
+    if args.gpus is None:
+        # Joined a cluster without --gpus: use its GPUs, as a local search uses the machine's.
+        args.gpus = cluster_gpus()
+        if args.gpus_per_trial is None and not args.resume:
+            settings = dataclasses.replace(settings, gpus_per_trial=1.0 if args.gpus else 0.0)
+    check_trials_fit(settings)
     print_plan(space, settings, data, experiment_dir, None if args.resume else plan)
 
     view = LiveView(
         space.metric, space.mode, settings.trials, settings.time_budget_s, settings.stopper_budget_s
     )
-    command = shlex.join(["python", "search/run.py", *(sys.argv[1:] if argv is None else argv)])
+    command = redact(shlex.join(["python", "search/run.py", *(sys.argv[1:] if argv is None else argv)]))
     tracker = MlflowTracker(
         space,
         settings,
@@ -198,22 +217,33 @@ def main(argv: list[str] | None = None) -> int:
     report_summary(frame, space, experiment_dir, time.monotonic() - started)
     unfinished = settings.trials - len(results)
     report_dir = experiment_dir / "report"
-    write_report(
-        args.tracking_uri,
-        args.experiment or space.task.name,
-        experiment_dir.name,
-        report_dir,
-        command=f"python reports/leaderboard.py --experiment {args.experiment or space.task.name} "
-        f"--search {experiment_dir.name} --out {report_dir}",
+    report_command = (
+        f"python reports/leaderboard.py --experiment {args.experiment or space.task.name} "
+        f"--search {experiment_dir.name} --out {report_dir}"
     )
+    try:
+        write_report(
+            args.tracking_uri,
+            args.experiment or space.task.name,
+            experiment_dir.name,
+            report_dir,
+            command=report_command,
+        )
+    except UsageError as e:  # the search itself is done and kept: say so, and how to report later
+        print(
+            f"warning: no leaderboard ({e}); write it later with: {redact(report_command)}", file=sys.stderr
+        )
     best_path = experiment_dir / "best.json"
     best = json.loads(best_path.read_text()) if best_path.exists() else {}
-    tracker.finish(best, [best_path, experiment_dir / "trials.csv", report_dir], interrupted=interrupted())
+    # The K best finished trials keep their checkpoints and become MLflow models; the rest are deleted.
+    models = keep_checkpoints(results, top_finished(frame, args.keep_models)["trial_id"])
+    files = [best_path, experiment_dir / "trials.csv", report_dir]
+    tracker.finish(best, files, interrupted=interrupted(), models=models)
     print(f"leaderboard: {report_dir / 'leaderboard.md'}; compare runs with `mlflow ui`", file=sys.stderr)
     experiment = args.experiment or space.task.name
     store = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
     export = f"python search/export.py --experiment {experiment} --search {experiment_dir.name}{store}"
-    print(f"take the best away: {export}", file=sys.stderr)
+    print(f"take the best away: {redact(export)}", file=sys.stderr)
     if interrupted():
         again = ["python", "search/run.py", "--space", args.space, "--resume", "--name", experiment_dir.name]
         again += ["--results-dir", str(args.results_dir)] if args.results_dir != Path("results") else []

@@ -42,7 +42,10 @@ def trials_frame(results: ResultGrid, space: Space, settings: SearchSettings) ->
         rows.append({**row, **{f"config/{k}": v for k, v in config.items()}})
     frame = pd.DataFrame(rows)
     if space.metric in frame:
-        frame = frame.sort_values(space.metric, ascending=space.mode == "min", na_position="last")
+        # Ties go to the faster trial, as the leaderboard and the export rank (reports/runs.py).
+        frame = frame.sort_values(
+            [space.metric, "train_time_s"], ascending=[space.mode == "min", True], na_position="last"
+        )
     return frame.reset_index(drop=True)
 
 

@@ -1,4 +1,5 @@
-"""A search in MLflow, as docs/tracking-schema.md lays it out: a parent run, a nested run per trial.
+"""A search in MLflow, as docs/tracking-schema.md lays it out: a parent run, a nested run per trial,
+and a logged model for each of the best trials.
 
 Tune calls its callbacks in the driver, so everything is written from one process through one
 client: the default SQLite store (``sqlite:///mlflow.db`` in the working directory, which
@@ -10,23 +11,36 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import getpass
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import mlflow
+import mlflow.pytorch
+import numpy as np
 import ray.cloudpickle
+import torch
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import LoggedModelStatus, Metric, Param, Run, RunTag
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 from ray.tune import Callback
 
-from search.provenance import code_version, reachable, tracking_server
+from search.exported import build_classifier
+from search.interrupt import search_stopping
+from search.provenance import code_version, experiment_id, reachable, tracking_server
 from search.searcher import STUDY_FILE
 from search.settings import SearchSettings
 from search.space import Space
+from search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, read_checkpoint
 from trainables.fates import FAILED, RUNNING, is_number, trial_fate
+from trainables.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +57,8 @@ METRICS = (
     "epoch_time_s",
     "time_total_s",
 )
+MODEL_NAME = "model"  # a kept model's name: runs:/<trial run id>/model
+MODEL_TAG, RANK_TAG = "hpsearch.model_id", "hpsearch.kept"  # on the trial's run
 
 
 class MlflowTracker(Callback):
@@ -113,7 +129,8 @@ class MlflowTracker(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # A trial stopped before it ran (the search's time budget ran out) has no open run to end.
         if trial.trial_id in self._open:
-            fate = trial_fate(trial.last_result, error=False, budget_s=self.settings.stopper_budget_s)
+            budget_s = self.settings.stopper_budget_s
+            fate = trial_fate(trial.last_result, error=False, budget_s=budget_s, stopping=search_stopping())
             self._try(f"ending trial {trial.trial_id}'s run", self._end_trial, trial.trial_id, fate)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -131,13 +148,25 @@ class MlflowTracker(Callback):
 
     # The search's end, called by search/run.py
 
-    def finish(self, best: dict[str, Any], files: Sequence[Path], *, interrupted: bool = False) -> None:
-        """Log ``best_<metric>`` and ``files`` (a folder goes under its own name) on the search's run,
-        then end it: FINISHED, or KILLED if the search was ``interrupted`` or left a trial unended.
+    def finish(
+        self,
+        best: dict[str, Any],
+        files: Sequence[Path],
+        *,
+        interrupted: bool = False,
+        models: Sequence[KeptCheckpoint] = (),
+    ) -> None:
+        """Log each of ``models`` (the checkpoints the search keeps, best first) as its trial's
+        MLflow model; log ``best_<metric>`` and ``files`` (a folder goes under its own name) on the
+        search's run, then end it: FINISHED, or KILLED if the search was ``interrupted`` or left a
+        trial unended.
 
         Any tracker of the search can finish it (on --resume, Tune runs the one it unpickled):
         the runs are found by their tags, and unended trials by their fate, still `running`.
+        A resumed search's models are those of its best trials now: a model logged earlier for a
+        trial no longer among them is deleted, one still among them is not logged twice.
         """
+        self._try("keeping the best trials' models", self._keep_models, models)
         self._try("finishing the search's run", self._finish, best, files, interrupted)
 
     def _finish(self, best: dict[str, Any], files: Sequence[Path], interrupted: bool) -> None:
@@ -147,7 +176,12 @@ class MlflowTracker(Callback):
         value = (best or {}).get(self.space.metric)
         if is_number(value):
             metric = Metric(f"best_{self.space.metric}", float(value), _now_ms(), 0)
-            self.client.log_batch(parent, metrics=[metric])
+            # The parent names its best trial, so the UI's search row leads to it.
+            best_trial = str(best.get("best_trial", ""))
+            tags = [RunTag("hpsearch.best_trial", best_trial)]
+            if best_trial in self._runs:
+                tags.append(RunTag("hpsearch.best_run_id", self._runs[best_trial]))
+            self.client.log_batch(parent, metrics=[metric], tags=tags)
         for path in map(Path, files):
             if path.is_dir():
                 self.client.log_artifacts(parent, str(path), artifact_path=path.name)
@@ -161,6 +195,93 @@ class MlflowTracker(Callback):
         )
         self.client.set_terminated(parent, status="KILLED" if interrupted or unended else "FINISHED")
 
+    # Models
+
+    def _keep_models(self, models: Sequence[KeptCheckpoint]) -> None:
+        parent = self._open_parent()
+        if parent is None:
+            return
+        query = f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`{MODEL_TAG}` LIKE '%'"
+        logged = {
+            run.data.tags.get("hpsearch.trial_id", run.info.run_name): run
+            for run in self.client.search_runs([self._experiment_id], query, max_results=1000)
+        }
+        wanted = {kept.trial_id for kept in models}
+        for trial_id, run in logged.items():
+            if trial_id not in wanted:
+                self._try(f"deleting trial {trial_id}'s model", self._drop_model, run)
+        for kept in models:
+            what = f"logging trial {kept.trial_id}'s model"
+            self._try(what, self._log_model, kept, logged.get(kept.trial_id))
+
+    def _log_model(self, kept: KeptCheckpoint, logged: Run | None) -> None:
+        run_id = self._runs.get(kept.trial_id)
+        if run_id is None:
+            raise LookupError(f"no MLflow run for trial {kept.trial_id}")
+        if logged is not None:
+            if self._ready(logged.data.tags[MODEL_TAG]):
+                self._set_rank(run_id, logged.data.tags[MODEL_TAG], kept.rank)
+                return
+            self._drop_model(logged)  # a model that failed half way, or was deleted since
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file otherwise
+        with kept.checkpoint.as_directory() as folder:
+            state, info, example = read_checkpoint(Path(folder))
+            task = get_task(info["task"])
+            model = self.client.create_logged_model(
+                self._experiment_id,
+                name=MODEL_NAME,
+                source_run_id=run_id,
+                params={k: str(v) for k, v in info["config"].items()},
+                tags={
+                    "hpsearch.search": self.search,
+                    "hpsearch.task": task.name,
+                    "hpsearch.trial_id": kept.trial_id,
+                    "hpsearch.rank": str(kept.rank),
+                    "hpsearch.code_version": self._code or code_version(),
+                },
+                model_type="classifier",
+            )
+            try:
+                with global_tracking_uri(self.tracking_uri), warnings.catch_warnings():
+                    # The LSTM's flat weights, which torch.export notes and handles.
+                    warnings.filterwarnings("ignore", message="The tensor attributes .* during export")
+                    mlflow.pytorch.log_model(
+                        build_classifier(task, info["config"], state),
+                        name=MODEL_NAME,
+                        model_id=model.model_id,
+                        run_id=run_id,
+                        step=int(info["best_epoch"]),  # links the best report's metrics to the model
+                        signature=model_signature(task),
+                        input_example=example.float().div(255).numpy(),
+                        metadata=_model_metadata(task, info),
+                        extra_files=[str(Path(folder) / MODEL_FILE), str(Path(folder) / INFO_FILE)],
+                        # Given, so MLflow need not load the model in a subprocess to infer them.
+                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                    )
+            except BaseException:
+                with contextlib.suppress(Exception):  # no half-logged model left behind
+                    self.client.delete_logged_model(model.model_id)
+                raise
+        self._set_rank(run_id, model.model_id, kept.rank)
+
+    def _ready(self, model_id: str) -> bool:
+        try:
+            return self.client.get_logged_model(model_id).status == LoggedModelStatus.READY
+        except Exception:  # deleted since
+            return False
+
+    def _set_rank(self, run_id: str, model_id: str, rank: int) -> None:
+        self.client.set_logged_model_tags(model_id, {"hpsearch.rank": str(rank)})
+        tags = [RunTag(MODEL_TAG, model_id), RunTag(RANK_TAG, str(rank))]
+        self.client.log_batch(run_id, tags=tags)
+
+    def _drop_model(self, run: Run) -> None:
+        with contextlib.suppress(Exception):  # already gone
+            self.client.delete_logged_model(run.data.tags[MODEL_TAG])
+        for key in (MODEL_TAG, RANK_TAG):
+            if key in run.data.tags:
+                self.client.delete_tag(run.info.run_id, key)
+
     # Runs
 
     def _open_parent(self) -> str | None:
@@ -173,7 +294,7 @@ class MlflowTracker(Callback):
             return None
         client = self.client
         self._code = code_version()
-        self._experiment_id = self._get_or_create_experiment()
+        self._experiment_id = experiment_id(self.client, self.experiment)
         query = (
             f"tags.`hpsearch.role` = 'search' AND tags.`hpsearch.search` = {_quote(self.search)}"
             f" AND tags.`hpsearch.study` = {_quote(self.study)}"
@@ -193,6 +314,11 @@ class MlflowTracker(Callback):
             "hpsearch.mode": self.space.mode,
             "hpsearch.code_version": self._code,
             "hpsearch.command": self.command,
+            # MLflow's own columns: who ran it, from what.
+            "mlflow.user": _user(),
+            "mlflow.source.name": "search/run.py",
+            "mlflow.source.type": "LOCAL",
+            "mlflow.source.git.commit": self._code.removesuffix("-dirty"),
         }
         run = client.create_run(self._experiment_id, tags=tags, run_name=self.search)
         self._parent_id = run.info.run_id
@@ -200,20 +326,6 @@ class MlflowTracker(Callback):
         client.log_batch(self._parent_id, params=[Param(k, str(v)) for k, v in params.items()])
         client.log_artifact(self._parent_id, str(self.space.path))
         return self._parent_id
-
-    def _get_or_create_experiment(self) -> str:
-        client = self.client
-        experiment = client.get_experiment_by_name(self.experiment)
-        if experiment is not None:
-            return experiment.experiment_id
-        try:
-            return client.create_experiment(self.experiment)
-        except Exception:
-            # Another search may have created it in the meantime.
-            experiment = client.get_experiment_by_name(self.experiment)
-            if experiment is None:
-                raise
-            return experiment.experiment_id
 
     def _trial_runs(self) -> dict[str, str]:
         runs: dict[str, str] = {}
@@ -316,6 +428,47 @@ class MlflowTracker(Callback):
         log.warning("MLflow: %s; the search goes on without tracking", why)
 
 
+def model_signature(task: Task) -> ModelSignature:
+    """What a kept model takes and gives (search/exported.py's Classifier); the batch size is free."""
+    channels, height, width = task.input_shape
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, height, width))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, task.num_classes))]),
+    )
+
+
+def _model_metadata(task: Task, info: dict[str, Any]) -> dict[str, Any]:
+    c, h, w = task.input_shape
+    return {
+        "task": task.name,
+        "classes": list(info["classes"]),
+        "input": f"float32 [N, {c}, {h}, {w}]: uint8 pixels / 255, as the task's training images look "
+        "(search/predict.py converts a picture); normalised inside the model",
+        "output": f"float32 [N, {task.num_classes}]: softmax probabilities, in the order of `classes`",
+        "metric": info["metric"],
+        "value": info["value"],
+        "best_epoch": info["best_epoch"],
+        "horizon_epochs": info["horizon_epochs"],
+    }
+
+
+@contextlib.contextmanager
+def global_tracking_uri(uri: str | None) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``uri`` meanwhile. ``mlflow.pytorch.log_model`` has no
+    client of its own, and reading a ``runs:/`` or ``models:/`` URI finds the logged model through
+    the global store whatever ``tracking_uri`` it is given (MLflow 3.17). None is MLflow's default,
+    which the global one already is."""
+    if not uri:
+        yield
+        return
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
 def _first_error_line(trial: Any) -> str:
     """The error's own first line (``ValueError: ...``), not Ray's wrapper around it."""
     # Ray writes the error into the trial's local folder now and syncs it to storage later, so
@@ -343,3 +496,10 @@ def _quote(value: str) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container without one)
+        return "unknown"

@@ -33,9 +33,12 @@ from trainables.models import count_params
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--space", help="space file: train its seed baseline (plus --set), e.g. spaces/font.py")
-    what.add_argument("--config", type=Path, help="an exported config (search/export.py) to retrain")
+    p.add_argument(
+        "--space",
+        help="space file: train its seed baseline (plus --set), e.g. spaces/font.py; with --config, the "
+        "search's space file if it is not one of this repo's spaces/ (an export never runs code it names)",
+    )
+    p.add_argument("--config", type=Path, help="an exported config (search/export.py) to retrain")
     p.add_argument(
         "--set",
         action="append",
@@ -65,7 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument(
         "--full-data", action="store_true", help="the space's whole data even if the search was --quick"
     )
-    g.add_argument("--tracking-uri", help="MLflow store for the final runs (default: the export's)")
+    g.add_argument(
+        "--tracking-uri",
+        help="MLflow store for the final runs (default: MLflow's own, sqlite:///mlflow.db here)",
+    )
     g.add_argument("--no-mlflow", action="store_true", help="do not log the final runs")
     return p.parse_args(argv)
 
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--budget must be positive, got {args.budget}")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.config is None and args.space is None:
+        raise UsageError("pass --space FILE (train its baseline) or --config FILE (retrain an export)")
     if args.config is not None:
         return retrain_main(args)
     space = load_space(args.space)
@@ -132,7 +140,12 @@ def retrain_main(args: argparse.Namespace) -> int:
     if args.gpus > 0 and device.type != "cuda":
         print("no GPU found: training on the CPU (pass --gpus 0 to say so)", file=sys.stderr)
     data = load_export_data(
-        exported, args.data_dir, cache_dir=args.cache_dir, download=not args.offline, full_data=args.full_data
+        exported,
+        args.data_dir,
+        cache_dir=args.cache_dir,
+        download=not args.offline,
+        full_data=args.full_data,
+        space_file=args.space,
     ).to(device)
     budget = args.budget or exported.budget_s
     seeds = [config["seed"] + i for i in range(args.seeds)]
@@ -153,7 +166,7 @@ def retrain_main(args: argparse.Namespace) -> int:
             budget_s=budget,
             train_on_val=args.train_on_val,
             overrides=overrides,
-            tracking_uri=args.tracking_uri or exported.tracking_uri,
+            tracking_uri=args.tracking_uri,  # never the export's own: a shared file must not send runs
             track=not args.no_mlflow,
             on_epoch=epoch_printer(config["epochs"]),
         )

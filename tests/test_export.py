@@ -45,12 +45,13 @@ def space(trial):
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     trial.suggest_categorical("batch_size", [16, 32, 64])
 """
-# trial id, searched values, val_acc per epoch, how it ended (its last report's `stopped`)
+# trial id, searched values, val_acc per epoch, how it ended (its last report's `stopped`), and
+# the horizon its schedule ran over (trials report at quarter epochs: t_00001's budget fitted 1.75)
 TRIALS = [
-    ("t_00000", {}, [0.50, 0.60], "completed"),  # the seed's baseline
-    ("t_00001", {"lr": 5e-3, "batch_size": 16}, [0.70, 0.80], "completed"),
-    ("t_00002", {"lr": 1e-4, "batch_size": 64}, [0.95], ""),  # ASHA-pruned: never exported
-    ("t_00003", {"lr": 2e-3, "batch_size": 64}, [0.65, 0.70], "budget"),
+    ("t_00000", {}, [0.50, 0.60], "completed", 2.0),  # the seed's baseline
+    ("t_00001", {"lr": 5e-3, "batch_size": 16}, [0.70, 0.80], "completed", 1.75),
+    ("t_00002", {"lr": 1e-4, "batch_size": 64}, [0.95], "", 2.0),  # ASHA-pruned: never exported
+    ("t_00003", {"lr": 2e-3, "batch_size": 64}, [0.65, 0.70], "budget", 2.0),
 ]
 RANKED = ["t_00001", "t_00003", "t_00000"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -70,17 +71,19 @@ def store(root) -> str:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     space = load_space(root / "tiny_mnist.py")
     settings = SearchSettings(trials=len(TRIALS), trial_budget_s=30, max_epochs=2)
-    tracker = MlflowTracker(
-        space, settings, root / SEARCH, tracking_uri=uri, experiment=None, command="pytest", quick=True
-    )
-    tracker.setup()
-    for trial_id, params, accs, stopped in TRIALS:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the store's artifacts go to ./mlruns: here, not in the repository
+        tracker = MlflowTracker(
+            space, settings, root / SEARCH, tracking_uri=uri, experiment=None, command="pytest", quick=True
+        )
+        tracker.setup()
+    for trial_id, params, accs, stopped, horizon in TRIALS:
         trial = SimpleNamespace(trial_id=trial_id, config=params, last_result={})
         tracker.on_trial_start(0, [], trial)
         for epoch, acc in enumerate(accs, 1):
             last = epoch == len(accs)
             trial.last_result = {"epoch": epoch, "val_acc": acc, "time_total_s": epoch, "stopped": ""}
-            trial.last_result["stopped"] = stopped if last else ""
+            trial.last_result.update(stopped=stopped if last else "", horizon_epochs=horizon if last else 2.0)
             tracker.on_trial_result(0, [], trial, trial.last_result)
         tracker.on_trial_complete(0, [], trial)
     tracker.finish({"val_acc": 0.8}, [])
@@ -113,7 +116,11 @@ def test_export_holds_the_full_typed_config_and_its_provenance(exported, root, s
     best = read_exported(exported[0])
     # Every resolved value, with its type: lr a float, batch_size an int (not the string params).
     assert best.config["lr"] == 5e-3 and best.config["batch_size"] == 16 and best.config["channels"] == 4
-    assert best.config["epochs"] == 2 and "weight_decay" in best.config
+    assert "weight_decay" in best.config
+    # Its epochs are the horizon its schedule ran over (its last report's), not the search's 2,
+    # so a retrain runs the same schedule.
+    assert best.config["epochs"] == 1.75 and read_exported(exported[1]).config["epochs"] == 2
+    assert best.weights == "" and best.classes == []  # stand-in trials kept no model
     assert best.task == "mnist" and best.metric == "val_acc" and best.best_epoch == 2
     assert Path(best.space) == root / "tiny_mnist.py" and best.quick and best.budget_s == 30
     assert best.search == SEARCH and best.tracking_uri == store and best.code_version
@@ -150,8 +157,12 @@ def test_read_exported_rejects_broken_files(tmp_path):
 
 def test_export_data_is_the_searchs_quick_data_unless_asked_for_all(exported, root):
     best = read_exported(exported[0])
-    quick = load_export_data(best, root / "data", cache_dir=root / "cache", download=False)
-    full = load_export_data(best, root / "data", cache_dir=root / "cache", download=False, full_data=True)
+    quick = load_export_data(
+        best, root / "data", cache_dir=root / "cache", download=False, space_file=best.space
+    )
+    full = load_export_data(
+        best, root / "data", cache_dir=root / "cache", download=False, full_data=True, space_file=best.space
+    )
     assert len(quick.train) == 10 * 20 and len(full.train) == 500
     assert len(quick.test) == len(full.test) == 100
     both = with_val_in_train(quick)
@@ -163,6 +174,8 @@ def test_retrain_cli_prints_test_accuracy_over_seeds_and_logs_final_runs(exporte
     command = [
         *(sys.executable, "search/train.py", "--config", str(exported[0]), "--seeds", "2"),
         *("--data-dir", str(root / "data"), "--cache-dir", str(root / "cache"), "--gpus", "0", "--offline"),
+        # The test's own space file and store: an export names both, but is never trusted with them.
+        *("--space", read_exported(exported[0]).space, "--tracking-uri", store),
     ]
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -188,7 +201,9 @@ def test_retrain_cli_prints_test_accuracy_over_seeds_and_logs_final_runs(exporte
 
 def test_retrain_on_train_and_val_keeps_the_last_epoch(exported, root, one_torch_thread):
     best = read_exported(exported[0])
-    data = load_export_data(best, root / "data", cache_dir=root / "cache", download=False)
+    data = load_export_data(
+        best, root / "data", cache_dir=root / "cache", download=False, space_file=best.space
+    )
     done = retrain(
         best, data, device=torch.device("cpu"), seed=0, budget_s=60, train_on_val=True, track=False
     )
@@ -219,6 +234,7 @@ def test_ensemble_cli_reports_the_ensemble_beside_each_member(
     args = [
         *("--config", str(exported[0].parent), "--data-dir", str(root / "data")),
         *("--cache-dir", str(root / "cache"), "--gpus", "0", "--offline"),
+        *("--space", read_exported(exported[0]).space, "--tracking-uri", store),
     ]
     assert ensemble.main(args) == 0
     out = capsys.readouterr()

@@ -61,7 +61,8 @@ def test_search_runs_baseline_first_and_records_pruned_trials(ray_session, tmp_p
     assert best["val_acc"] >= frame.loc[frame["baseline"], "val_acc"].iloc[0]
 
 
-def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path):
+def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow's default store is ./mlflow.db: not the repo's
     write_mnist(tmp_path / "data", n_train=5200, n_test=100)
     space_path = write_tiny_space(tmp_path)
     argv = [
@@ -80,6 +81,8 @@ def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path):
         "--trials",
         "3",
         "--max-epochs",
+        "1",
+        "--keep-models",
         "1",
         "--offline",
     ]
