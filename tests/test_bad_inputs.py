@@ -196,7 +196,16 @@ CASES: list[tuple[str, Argv, str]] = [
     ("train-config-bad-yaml", train("--config", "{broken_yaml}"), "is not valid YAML"),
     ("train-config-stale-key", train("--config", "{stale}"), "unknown config key 'learning_rate'"),
     ("train-config-space-gone", train("--config", "{ghost_space}"), "ghost.py is not among"),
-    ("train-config-other-task", train("--config", "{cifar}"), "the export's task is 'cifar10'"),
+    (
+        "train-config-other-task",
+        train("--config", "{cifar}", "--space", "{space}"),
+        "the export's task is 'cifar10'",
+    ),
+    (
+        "train-config-names-foreign-code",
+        train("--config", "{cifar}"),
+        "an export never runs the code it names",
+    ),
     # search/prepare.py
     ("prepare-missing-space", prepare("--space", "{root}/nope.py"), "nope.py not found"),
     ("prepare-offline-no-data", prepare("--data-dir", "{empty}"), "MNIST not found under"),
@@ -245,7 +254,7 @@ CASES: list[tuple[str, Argv, str]] = [
     (
         "predict-mlflow-model-nowhere",
         predict("runs:/0123456789abcdef/model", "{digit}", "--tracking-uri", "sqlite:///{root}/nowhere.db"),
-        "cannot load the MLflow model",
+        "no MLflow store at",
     ),
 ]
 SLOW = {"run-trial-needs-3-gpus"}  # starts a local Ray (~10 s and more)
