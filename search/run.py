@@ -214,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
 
     frame = trials_frame(results, space, settings)
     frame.to_csv(experiment_dir / "trials.csv", index=False)
-    report_summary(frame, space, experiment_dir, time.monotonic() - started)
+    rule = tuner.scheduler.rule() if hasattr(getattr(tuner, "scheduler", None), "rule") else None
+    report_summary(frame, space, experiment_dir, time.monotonic() - started, rule)
+    if rule:  # which rungs stopped trials, and the rank correlations that say why
+        tracker.tag_search("hpsearch.stopping_rule", rule)
     unfinished = settings.trials - len(results)
     report_dir = experiment_dir / "report"
     report_command = (
@@ -340,7 +343,7 @@ def _jsonable(value):
     return str(value) if isinstance(value, Path) else value
 
 
-def report_summary(frame, space: Space, experiment_dir: Path, wall_s: float) -> None:
+def report_summary(frame, space: Space, experiment_dir: Path, wall_s: float, rule: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -362,6 +365,8 @@ def report_summary(frame, space: Space, experiment_dir: Path, wall_s: float) -> 
     console.print(table)
     counts = frame["fate"].value_counts().to_dict()
     console.print(f"fates: {counts}; wall time {wall_s:.0f} s; results in {experiment_dir}", highlight=False)
+    if rule:
+        console.print(f"early stopping: {rule}", highlight=False, soft_wrap=True)
     if len(top):
         best = top.iloc[0]
         baseline_rows = frame[frame["baseline"]]
@@ -377,6 +382,7 @@ def report_summary(frame, space: Space, experiment_dir: Path, wall_s: float) -> 
             "wall_time_s": round(wall_s, 1),
             "best_trial": best["trial_id"],
             "best_config": {k.removeprefix("config/"): _plain(best[k]) for k in knobs},
+            "stopping_rule": rule,
         }
         (experiment_dir / "best.json").write_text(json.dumps(summary, indent=2))
         print(json.dumps(summary))

@@ -169,6 +169,16 @@ class MlflowTracker(Callback):
         self._try("keeping the best trials' models", self._keep_models, models)
         self._try("finishing the search's run", self._finish, best, files, interrupted)
 
+    def tag_search(self, key: str, value: str) -> None:
+        """One more tag on the search's run (before the report that reads it is written)."""
+
+        def tag() -> None:
+            parent = self._open_parent()
+            if parent is not None:
+                self.client.set_tag(parent, key, value[:5000])
+
+        self._try(f"tagging the search's run with {key}", tag)
+
     def _finish(self, best: dict[str, Any], files: Sequence[Path], interrupted: bool) -> None:
         parent = self._open_parent()
         if parent is None:

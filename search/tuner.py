@@ -53,7 +53,7 @@ def build_tuner(
         budget_s=settings.stopper_budget_s,
     )
     scheduler = make_scheduler(settings)
-    return tune.Tuner(
+    tuner = tune.Tuner(
         trainable_for(space, settings, data, trial_fn),
         tune_config=tune.TuneConfig(
             metric=space.metric,
@@ -72,6 +72,8 @@ def build_tuner(
         ),
         run_config=run_config_for(settings, experiment_dir, callbacks),
     )
+    tuner.scheduler = scheduler  # the search's own handle, to report the rule it applied
+    return tuner
 
 
 def run_config_for(

@@ -58,8 +58,9 @@ def test_a_space_with_an_unknown_key_fails_on_the_driver(tmp_path):
 def test_asha_prunes_inside_the_first_epoch_with_sub_epoch_rungs(ray_session, tmp_path):
     space = load_space(write_tiny_space(tmp_path))
     # One epoch, reported at quarters: rungs at 1 and 3 quarter-epochs.
+    # Enough trials for the first rung to show that it ranks them (search/stopping.py), then prune.
     settings = SearchSettings(
-        trials=8, max_epochs=1, reports_per_epoch=4, trial_budget_s=60, cpus_per_trial=1
+        trials=16, max_epochs=1, reports_per_epoch=4, trial_budget_s=60, cpus_per_trial=1
     )
     results = build_tuner(space, settings, tiny_data(), tmp_path / "results" / "quarters").fit()
     frame = trials_frame(results, space, settings)

@@ -43,10 +43,14 @@ def load_study(experiment_dir: Path) -> optuna.Study:
 
 def test_search_runs_baseline_first_and_records_pruned_trials(ray_session, tmp_path):
     space = load_space(write_tiny_space(tmp_path))
-    settings = SearchSettings(trials=8, max_epochs=3, trial_budget_s=60, cpus_per_trial=1, seed=0)
+    # Trials whose first report ranks them exactly as their last (val_acc = lr x epoch): once 8
+    # trials have shown that, the rung stops the poor ones (search/stopping.py).
+    settings = SearchSettings(trials=16, max_epochs=3, trial_budget_s=60, cpus_per_trial=1, seed=0)
     experiment_dir = tmp_path / "results" / "smoke"
-    results = build_tuner(space, settings, tiny_data(), experiment_dir).fit()
+    tuner = build_tuner(space, settings, tiny_data(), experiment_dir, trial_fn=steady_trial)
+    results = tuner.fit()
     frame = trials_frame(results, space, settings)
+    assert "report 1 vs 3: rho=+1.00" in tuner.scheduler.rule() and tuner.scheduler.state(1) == "pruning"
 
     study = load_study(experiment_dir)
     first = min(study.trials, key=lambda t: t.number)
