@@ -23,10 +23,10 @@ from search.exported import ExportedConfig
 from search.provenance import code_version, experiment_id, reachable, tracking_server
 from trainables.data.splits import Split, Splits
 from trainables.errors import UsageError
-from trainables.loop import TrainResult, evaluate, predict_proba, train
+from trainables.loop import REPORT_METRICS, TrainResult, evaluate, predict_proba, train
 
 log = logging.getLogger(__name__)
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "time_total_s")
+EPOCH_METRICS = REPORT_METRICS
 
 
 @dataclass

@@ -40,23 +40,14 @@ from search.settings import SearchSettings
 from search.space import Space
 from search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, read_checkpoint
 from trainables.fates import FAILED, RUNNING, is_number, trial_fate
+from trainables.loop import REPORT_METRICS
 from trainables.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# What a trial logs each epoch, with step=epoch; everything else in a result is Ray's bookkeeping.
-METRICS = (
-    "epochs_done",
-    "horizon_epochs",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "lr",
-    "epoch_time_s",
-    "time_total_s",
-)
+# What a trial logs each report, with step=epoch (the report's number).
+METRICS = REPORT_METRICS
 MODEL_NAME = "model"  # a kept model's name: runs:/<trial run id>/model
 MODEL_TAG, RANK_TAG = "hpsearch.model_id", "hpsearch.kept"  # on the trial's run
 

@@ -31,6 +31,19 @@ from trainables.tasks import Task, normalise
 # Why a run ended; the search and the tracker read these names.
 COMPLETED, BUDGET, DIVERGED = "completed", "budget", "diverged"
 EVAL_BATCH = 1024
+# The numbers in every report (beside `epoch`, the report's number, and `stopped`): what the
+# tracker and a retrain log at step=epoch.
+REPORT_METRICS = (
+    "epochs_done",
+    "horizon_epochs",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "epoch_time_s",
+    "time_total_s",
+)
 FIT_MARGIN = 1.15  # a fitted horizon plans each report this much slower than the first one was
 
 
