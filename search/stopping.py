@@ -95,6 +95,19 @@ class RankCheckedASHA(FIFOScheduler):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        # A trial whose horizon its budget shortened ends on its own before the next checkpoint:
+        # its last value stands in for that checkpoint's, or the rung below would never get the
+        # evidence it waits for (a search of slow trials would never stop any).
+        seen = self.values.get(trial.trial_id, {})
+        ended_itself = (result or {}).get("stopped") in ("completed", "budget")
+        if seen and ended_itself and self._metric in result:
+            last = max(seen)
+            if last < self.max_t and result.get(self._time_attr, 0) > last:
+                self._record(
+                    trial.trial_id, self.checkpoints[self.checkpoints.index(last) + 1], result[self._metric]
+                )
+
     def rule(self) -> str:
         """Which rungs stop trials and why, in one line for the search's report."""
         parts = []

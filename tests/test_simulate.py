@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -186,3 +187,24 @@ def test_benchmark_smoke_writes_a_table_and_the_rule(tmp_path):
     assert len(rows) == 2  # the regret table and the time-to-target table
     assert "rank-checked ASHA" in text and "- 3945: report 1 vs 3: rho=" in text
     assert not (tmp_path / ".config").exists()  # yahpo's settings went to the cache
+
+
+def test_rank_checked_counts_a_trial_that_ends_before_the_next_checkpoint():
+    # max_t 9: rungs 1 and 3. Each trial's budget cut its horizon to 5 reports (it ends itself,
+    # `stopped`), so none reaches 9: its last value stands in for 9, and rung 3 gets its evidence.
+    scheduler = rank_checked(min_pairs=8)
+    scheduler.set_search_properties("val_acc", "max")
+    for k in range(8):
+        trial = SimpleNamespace(trial_id=f"t{k}")
+        for t in range(1, 6):
+            result = {"training_iteration": t, "val_acc": k * t, "stopped": "completed" if t == 5 else ""}
+            scheduler.on_trial_result(None, trial, result)
+        scheduler.on_trial_complete(None, trial, result)
+    assert len(scheduler.pairs[3]) == 8 and scheduler.rho[3] == pytest.approx(1.0)
+    assert scheduler.state(3) == PRUNING
+    # A trial the scheduler stopped (no `stopped` of its own) stands in for nothing.
+    pruned = SimpleNamespace(trial_id="p")
+    for t in range(1, 5):
+        scheduler.on_trial_result(None, pruned, {"training_iteration": t, "val_acc": 0.0, "stopped": ""})
+    scheduler.on_trial_complete(None, pruned, {"training_iteration": 4, "val_acc": 0.0, "stopped": ""})
+    assert len(scheduler.pairs[3]) == 8
