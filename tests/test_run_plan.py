@@ -94,19 +94,26 @@ def run_cli(tmp_path: Path, *extra: str) -> list[str]:
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_the_printed_command_resumes_it(tmp_path):
-    write_mnist(tmp_path / "data", n_train=3000, n_test=100)
+    write_mnist(tmp_path / "data", n_train=5600, n_test=100)  # 5,000 of it held out for val
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     argv = run_cli(tmp_path, "--trials", "6", "--max-epochs", "3", "--reports-per-epoch", "1")
     proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     trial_dirs = lambda: list((tmp_path / "results" / "stop").glob("*/result.json"))  # noqa: E731
-    while time.monotonic() < deadline and not any(p.stat().st_size for p in trial_dirs()):
+    while (
+        time.monotonic() < deadline
+        and proc.poll() is None
+        and not any(p.stat().st_size for p in trial_dirs())
+    ):
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 130, stderr[-2000:]
     (line,) = [line for line in stderr.splitlines() if "continue with:" in line]
     command = line.split("continue with: ", 1)[1]
+    assert command.startswith("python search/run.py ")  # as a user runs it from the repo
+    # Here: the same command from the test's folder (its ./mlflow.db), with this interpreter.
+    command = command.replace("python search/run.py", f"{sys.executable} {REPO / 'search' / 'run.py'}", 1)
     assert "--resume" in command and "--name stop" in command
     # Run as printed: it takes the search's own settings (6 trials, its data) from the record.
     again = subprocess.run(
