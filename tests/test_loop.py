@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import trainables.loop
 from search.space import Space, load_space
 from trainables.augment import AUGMENTATIONS, augment
 from trainables.config import resolve_config
@@ -159,6 +161,28 @@ def test_train_budget_cuts_an_epoch_that_alone_is_too_long():
     assert report["time_total_s"] <= 0.05 + 0.5
     full = train(task, config, data, device=CPU).history[-1]["time_total_s"]
     assert report["time_total_s"] < full / 2  # (the uncut epoch, for comparison)
+
+
+def test_train_leaves_time_for_the_validation_pass_that_ends_a_budget_cut_report(monkeypatch):
+    task = TASKS["mnist"]
+    data = random_splits(task, 20000, 100)  # 5,000 batches of 4: an epoch far past the budget
+    config = resolve_config(task, {"epochs": 1, "batch_size": 4})
+    train(task, config, data, device=CPU, budget_s=0.01)  # warm: the first run in a process is slow
+    real_evaluate = trainables.loop.evaluate
+
+    def slow_evaluate(model, split, *args):
+        time.sleep(1e-2 * len(split))  # a validation pass of a second on 100 images
+        return real_evaluate(model, split, *args)
+
+    monkeypatch.setattr(trainables.loop, "evaluate", slow_evaluate)
+    budget = 3.0
+    result = train(task, config, data, device=CPU, budget_s=budget)
+    report = result.history[-1]
+    assert result.stopped == "budget" and 0 < report["epochs_done"] < 1
+    # Training stopped a validation pass before the deadline: evaluating after it (a second
+    # here) would end the report at 4 s or later.
+    assert report["time_total_s"] <= budget + 0.3
+    assert result.train_time_s <= budget + 0.3
 
 
 def test_train_stops_when_the_loss_diverges():

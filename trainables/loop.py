@@ -6,6 +6,10 @@ slices batches, augments and normalises them on the device. The run reports (``o
 of its horizon, when the next report would not fit the time budget (the 10-minute rule), or
 when the loss diverges. The learning-rate schedule runs over the horizon, so a run stopped at a
 report is exactly the prefix of the same run continued (docs/search-design.md).
+
+The budget is the run's whole cost: its clock starts with the caller's set-up (``started``),
+and training stops early enough to leave the validation pass that ends every report its time.
+Every report's ``val_loss`` and ``val_acc`` are on the whole validation split.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ REPORT_METRICS = (
     "time_total_s",
 )
 FIT_MARGIN = 1.15  # a fitted horizon plans each report this much slower than the first one was
+VAL_PROBE = 256  # images timed before training, to predict the first validation pass
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,10 @@ def train(
     n, per_epoch = len(data.train), horizon.reports_per_epoch
     batches = _batches(n, config["batch_size"], gen)
     planned, seen, slowest = horizon.reports, 0, 0.0
+    # Training stops this long before the deadline, so that the validation pass ending the
+    # report still fits: predicted from a probe at first (an untrained model's forward costs
+    # what a trained one's does), then the last pass as measured.
+    val_s = _time_validation(model, data.val, task, autocast, memory_format)
     report_no = 0
     while report_no < planned:
         report_no += 1
@@ -141,10 +150,12 @@ def train(
             autocast,
             memory_format,
             gen,
-            deadline=started + budget_s,
+            deadline=started + budget_s - FIT_MARGIN * val_s,
         )
+        val_started = time.perf_counter()
         val_loss, val_acc = evaluate(model, data.val, task, autocast, memory_format)
         now = time.perf_counter()
+        val_s = now - val_started
         span_s = now - span_start
         slowest = max(slowest, span_s)
         if report_no == 1 and horizon.fit_budget:
@@ -230,7 +241,14 @@ def _train_span(
     correct = torch.zeros((), device=split.x.device, dtype=torch.long)
     trained = 0
     out_of_time = False
+    batch_s = 0.0
     while seen < until:
+        if trained and time.perf_counter() + batch_s > deadline:
+            # The next batch would end past the deadline: stop before it (but train one, so
+            # that a report always stands for some training).
+            out_of_time = True
+            break
+        batch_started = time.perf_counter()
         idx, count = next(batches)
         if idx is None:
             seen += count
@@ -249,9 +267,8 @@ def _train_span(
         correct += (logits.argmax(1) == y).sum()
         seen += count
         trained += count
-        if time.perf_counter() > deadline:
-            out_of_time = True  # the first span alone may not fit: stop mid-span, not late
-            break
+        # (On a GPU the clock sees launches, not the work; the report's sync bounds the lag.)
+        batch_s = time.perf_counter() - batch_started
     trained = max(trained, 1)
     return (loss_sum / trained).item(), correct.item() / trained, seen, out_of_time
 
@@ -286,6 +303,20 @@ def evaluate(
     probs = predict_proba(model, split, task, autocast, memory_format)
     loss = F.nll_loss(probs.clamp_min(1e-12).log(), split.y).item()
     return loss, (probs.argmax(1) == split.y).float().mean().item()
+
+
+def _time_validation(model: nn.Module, split: Split, task: Task, autocast: Any, memory_format: Any) -> float:
+    """Seconds one pass over ``split`` will take, from a pass over its first ``VAL_PROBE`` images.
+
+    Eval-mode forwards change no weights and no random state, so the run trains as if the
+    probe had not happened.
+    """
+    n = min(len(split), VAL_PROBE)
+    if n == 0:
+        return 0.0
+    started = time.perf_counter()
+    evaluate(model, Split(split.x[:n], split.y[:n]), task, autocast, memory_format)
+    return (time.perf_counter() - started) * len(split) / n
 
 
 def _model_keys(task: Task, config: dict[str, Any]) -> list[str]:
