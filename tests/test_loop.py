@@ -185,6 +185,19 @@ def test_train_leaves_time_for_the_validation_pass_that_ends_a_budget_cut_report
     assert result.train_time_s <= budget + 0.3
 
 
+def test_a_fitted_horizon_ends_with_a_partial_report_only_where_it_trains_enough():
+    from trainables.loop import FIT_MARGIN, _reports_that_fit
+
+    # 100 s left, reports of 20 s training + 5 s validation: 3 whole ones (with the margin),
+    # then 16 s, which after its validation pass trains 0.76 of a report.
+    assert _reports_that_fit(100, 20, 5) == pytest.approx(3 + (100 - 3 * 26.25 - 5.25) / 21)
+    assert FIT_MARGIN == 1.05  # (the figures above)
+    # Validation as long as the training: what is left after two reports pays only a pass.
+    assert _reports_that_fit(100, 20, 20) == 2
+    # A sliver of training is not worth a validation pass.
+    assert _reports_that_fit(31, 20, 5) == 1
+
+
 def test_train_stops_when_the_loss_diverges():
     task = TASKS["mnist"]
     config = resolve_config(task, {"optimizer": "sgd", "lr": 1e6, "epochs": 3, "batch_size": 16})
@@ -329,7 +342,12 @@ def test_train_fits_its_horizon_to_the_budget_after_the_first_report():
     assert 2 <= result.horizon_epochs < 10
     assert history[-1]["horizon_epochs"] == result.horizon_epochs
     # It ran its horizon, or (on a machine slowed down mid-run) stopped short of it by the budget.
-    assert len(history) == result.horizon_epochs or (result.stopped == "budget" and len(history) >= 2)
+    ran_it = len(history) == math.ceil(result.horizon_epochs) and result.stopped == "completed"
+    assert ran_it or (result.stopped == "budget" and len(history) >= 2)
+    # Reports at whole epochs, the last one at the horizon (a part of an epoch where the budget
+    # fitted a part of one more).
+    assert [r["epochs_done"] for r in history[:-1]] == list(range(1, len(history)))
+    assert not ran_it or history[-1]["epochs_done"] == pytest.approx(result.horizon_epochs, abs=1 / 8)
     assert history[-1]["lr"] < 0.5 * config["lr"]
     # Without fitting, the same budget cuts a 100-epoch cosine that has barely started decaying.
     unfitted = train(task, config, data, device=CPU, budget_s=4.5 * epoch_s, horizon=Horizon(100))
