@@ -79,9 +79,11 @@ def test_style_layout_scores_the_true_grouping_high_and_a_wrong_one_low():
 def test_load_chars74k_counts_take_whole_fonts_and_never_grow(tmp_path):
     chars74k_tree(tmp_path, (11, 37), fonts=12)
     fnt = tmp_path / "English" / "Fnt"
-    full, _ = load_chars74k(fnt, "Aa", seed=0, counts=ALL)
-    quick, _ = load_chars74k(fnt, "Aa", seed=0, counts={"train": 6, "val": 2, "test": 100})
+    full, all_fonts = load_chars74k(fnt, "Aa", seed=0, counts=ALL)
+    quick, quick_fonts = load_chars74k(fnt, "Aa", seed=0, counts={"train": 6, "val": 2, "test": 100})
     assert (len(quick.train), len(quick.val)) == (2 * 6, 2 * 2)
+    # The fonts the images come from: 6 images = 1.5 fonts of 4 styles, 2 = half of one.
+    assert quick_fonts == {"train": 2, "val": 1, "test": all_fonts["test"]}
     assert len(quick.test) == len(full.test) < 2 * 100  # a count above what there is takes it all
     # Quick images are a subset of the full split: no font moves to another split.
     for name in ("train", "val", "test"):

@@ -219,8 +219,9 @@ def load_chars74k(
     styles of a font, measured on the images. Fonts go whole to train/val/test in the seed's
     716:150:150 proportions (hash-ranked by seed); ``counts`` (split -> images per class, None =
     all) takes whole fonts in that seeded order, the last one cut short if need be. Samples whose
-    character is not in ``classes`` are skipped. Returns the splits and the fonts in each; with a
-    ``work_dir``, writes ``font-chars74k/manifest-<seed>.json`` listing them.
+    character is not in ``classes`` are skipped. Returns the splits and how many fonts each split's
+    images come from; with a ``work_dir``, writes ``font-chars74k/manifest-<seed>.json`` listing
+    each split's fonts and those its images come from.
     """
     fnt_dir = Path(fnt_dir)
     by_class = _index_files(fnt_dir, classes)
@@ -252,11 +253,13 @@ def load_chars74k(
     names = {f: f"font{f + 1:03d}" for f in set(font_of.values())}
     split_fonts = assign_splits(names.values(), seed)
     parts: dict[str, list[tuple[Path, int]]] = {name: [] for name in SPLIT_NAMES}
+    used: dict[str, set[str]] = {name: set() for name in SPLIT_NAMES}  # fonts with an image taken
     for name, fonts in split_fonts.items():
         members = [k for font in fonts for k in indices if names[font_of[k]] == font]  # seeded font order
         for y, files in sorted(by_class.items()):
-            chosen = [files[k] for k in members if k in files]
-            parts[name] += [(p, y) for p in chosen[: counts.get(name)]]
+            chosen = [k for k in members if k in files][: counts.get(name)]
+            parts[name] += [(files[k], y) for k in chosen]
+            used[name].update(names[font_of[k]] for k in chosen)
     splits = Splits(**{name: _split(files, known) for name, files in parts.items()}, classes=list(classes))
     if work_dir is not None:
         manifest = {
@@ -265,7 +268,11 @@ def load_chars74k(
             "layout": layout,
             "layout_scores": scores,
             "splits": {
-                name: {"fonts": sorted(fonts), "images": len(getattr(splits, name))}
+                name: {
+                    "fonts": sorted(fonts),
+                    "fonts_used": sorted(used[name]),
+                    "images": len(getattr(splits, name)),
+                }
                 for name, fonts in split_fonts.items()
             },
             "fonts": {
@@ -277,4 +284,4 @@ def load_chars74k(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"font: Chars74K styles grouped {layout} by {STYLES_PER_FONT} (layout scores {scores})")
-    return splits, {name: len(fonts) for name, fonts in split_fonts.items()}
+    return splits, {name: len(used[name]) for name in split_fonts}
