@@ -62,6 +62,32 @@ class PruneAwareOptunaSearch(OptunaSearch):
             self._ot_study.tell(ot_trial, value)
         self._completed_trials.add(trial_id)
 
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        # A trial Optuna handed out just before the driver died, after the searcher's last
+        # checkpoint, has no Tune trial to run it: left RUNNING, it would stay so in the journal
+        # forever and, with the constant liar, keep TPE away from its point.
+        fail_running(self._ot_study, keep={t.number for t in self._ot_trials.values()})
+
+
+def fail_running(study: optuna.Study, keep: set[int] = frozenset()) -> list[int]:
+    """Tell Optuna FAIL for each trial still RUNNING but those numbered in ``keep``; their numbers."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    orphans = [t.number for t in running if t.number not in keep]
+    for number in orphans:
+        study.tell(number, state=TrialState.FAIL)
+    return orphans
+
+
+def close_study(results_dir: Path) -> list[int]:
+    """At a search's end, no trial runs: any the journal still calls RUNNING was asked for and
+    never run (the search's time budget, a driver killed between ask and start). FAIL them."""
+    journal = results_dir / STUDY_FILE
+    if not journal.exists():
+        return []
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    return fail_running(optuna.load_study(study_name=results_dir.name, storage=storage))
+
 
 def make_searcher(
     space: Space, *, seed: int, results_dir: Path, n_startup_trials: int, budget_s: float | None = None
