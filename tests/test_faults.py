@@ -1,4 +1,4 @@
-"""Faults a long search meets: its driver killed outright, then resumed.
+"""Faults a long search meets: a trial's worker killed outright, its driver killed and resumed.
 
 Nothing may be left RUNNING where a user looks afterwards (MLflow, the Optuna journal), and no
 trial may be counted twice.
@@ -9,19 +9,70 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 
 import mlflow
 import optuna
 import pytest
+import ray.cloudpickle
 from optuna.trial import TrialState
 
 from search.searcher import STUDY_FILE
+from search.space import load_space
+from search.summary import trials_frame
+from search.tracking import MlflowTracker
+from search.tuner import SearchSettings, build_tuner
 from tests.fake_datasets import write_mnist
+from tests.search_helpers import tiny_data, write_tiny_space
 from tests.test_run_plan import run_cli
 
 TRIALS = 6
+
+# Ray workers cannot import this test module: send its trial functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def killed_trial(params, *, data, task_name, baseline, settings):
+    """Reports as a trial does; the baseline's worker is SIGKILLed after its first report (the
+    kernel's OOM killer, a segfault in a native library)."""
+    from ray import tune
+
+    for epoch in range(1, settings.max_epochs + 1):
+        time.sleep(0.3)
+        last = epoch == settings.max_epochs
+        tune.report({"epoch": epoch, "val_acc": params["lr"] * epoch, "stopped": "completed" if last else ""})
+        if params == {k: baseline[k] for k in params}:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_trial_whose_worker_is_killed_fails_alone_and_leaves_nothing_running(ray_session, tmp_path):
+    space = load_space(write_tiny_space(tmp_path))
+    settings = SearchSettings(trials=4, max_epochs=3, cpus_per_trial=1, grace_period=3)
+    experiment_dir = tmp_path / "results" / "killed"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(
+        space, settings, experiment_dir, tracking_uri=uri, experiment=None, command="pytest", quick=True
+    )
+    results = build_tuner(space, settings, tiny_data(), experiment_dir, [tracker], killed_trial).fit()
+    tracker.finish({}, [], interrupted=False, models=[])
+
+    frame = trials_frame(results, space, settings)
+    assert len(frame) == 4 and results.num_errors == 1  # the search went on past the dead worker
+    assert frame.loc[frame["baseline"], "fate"].tolist() == ["failed"]
+    assert (frame.loc[~frame["baseline"], "fate"] == "completed").all()
+    runs = mlflow.MlflowClient(tracking_uri=uri).search_runs(
+        [mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name("mnist").experiment_id]
+    )
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    trial_runs = {
+        r.data.tags.get("hpsearch.baseline"): r for r in runs if r.data.tags.get("hpsearch.role") == "trial"
+    }
+    dead = trial_runs["true"]
+    assert dead.info.status == "FAILED" and dead.data.tags["hpsearch.fate"] == "failed"
+    assert "hpsearch.error" in dead.data.tags  # what Ray said of the worker, for the user to see
 
 
 def study_trials(journal) -> list[optuna.trial.FrozenTrial]:
