@@ -98,7 +98,7 @@ def best_so_far(runs: SearchRuns, path: Path) -> Plot:
 
 
 def importance(importances: Importances, path: Path) -> Plot:
-    title = "Hyperparameter importance (Optuna study)"
+    title = "Hyperparameter importance (Optuna study, trials trained to their own end only)"
     if not importances.values:
         return Plot(title, None, importances.note)
     items = list(importances.values.items())[:MAX_BARS][::-1]  # largest at the top
@@ -106,7 +106,7 @@ def importance(importances: Importances, path: Path) -> Plot:
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
     ax.set(
         xlabel="share of the explained variance of the objective",
-        title=f"{importances.evaluator} importance over {importances.completed_trials} completed trials",
+        title=f"{importances.evaluator} from {importances.completed_trials} trials trained to their own end",
     )
     ax.tick_params(axis="y", labelsize=8)
     return _save(fig, path, title)

@@ -5,7 +5,10 @@
     python reports/leaderboard.py --experiment font --search font-20261123-120000 --top 20
 
 Trials are ranked by their best epoch's metric, and only among those trained to their own end
-(completed or out of budget); ASHA-pruned trials are listed apart. Default output:
+(completed or out of budget); ASHA-pruned trials are listed apart. The best is compared with the
+baseline at equal footing (every trial has the same per-trial budget and horizon); trials that
+scored at chance are marked; parameter importance counts only trials trained to their own end.
+Default output:
 reports/out/<search>/. search/run.py calls `write_report` at the end of every search.
 """
 
@@ -19,10 +22,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.chance import chance_ceiling
 from reports.figures import make_figures
-from reports.render import Page, html_page, leaderboard_tables, markdown
-from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
-from reports.study import param_importances
+from reports.render import AT_CHANCE, Page, html_page, leaderboard_tables, markdown
+from reports.runs import (
+    FINISHED_FATES,
+    PRUNED_FATES,
+    SearchRuns,
+    add_search_arguments,
+    latest_search,
+    load_search,
+    open_client,
+)
+from reports.study import Importances, param_importances
 from search.cli import run_main
 from search.provenance import redact
 from trainables.errors import UsageError
@@ -57,7 +69,7 @@ def write_report(
     page = Page(
         title=f"Leaderboard: {search}",
         generated_by=command,
-        facts=_facts(runs, client.tracking_uri),
+        facts=_facts(runs, importances, client.tracking_uri),
         tables=leaderboard_tables(runs, top),
         plots=make_figures(runs, importances, out_dir),
     )
@@ -67,40 +79,88 @@ def write_report(
     return md_path
 
 
-def _facts(runs: SearchRuns, tracking_uri: str) -> list[tuple[str, str]]:
+def _facts(runs: SearchRuns, importances: Importances, tracking_uri: str) -> list[tuple[str, str]]:
     tags = runs.parent.data.tags
     fates = ", ".join(f"{fate} {n}" for fate, n in runs.trials["fate"].value_counts().items())
     ran = f"from {runs.started:%Y-%m-%d %H:%M UTC}"
     last_end = runs.trials["end"].max()
     if not pd.isna(last_end):
         ran += f", {(last_end - runs.started).total_seconds() / 60:.1f} min to its last trial's end"
+    footing = _footing(runs.parent.data.params)
     return [
         ("search", f"{runs.search} (task {tags.get('hpsearch.task', '?')}, experiment {runs.experiment})"),
         ("tracking store", redact(tracking_uri)),
         ("report made", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("search ran", ran),
         ("ranked by", f"{runs.metric} ({runs.mode}) at each finished trial's best report"),
+        (
+            "equal footing",
+            f"every trial, the baseline too, trained under {footing}"
+            if footing
+            else "not recorded (the search's run has no trial_budget_s and max_epochs params)",
+        ),
         ("trials", f"{len(runs.trials)}" + (f" ({fates})" if fates else "")),
+        ("at chance", _chance_line(runs)),
         ("early stopping", tags.get("hpsearch.stopping_rule", "not recorded")),
-        ("best", _best_line(runs)),
+        ("best", _best_line(runs, footing)),
+        ("parameter importance", _importance_line(importances)),
         ("search command", tags.get("hpsearch.command", "unknown")),
         ("code version", tags.get("hpsearch.code_version", "unknown")),
     ]
 
 
-def _best_line(runs: SearchRuns) -> str:
+def _footing(params: dict[str, str]) -> str | None:
+    """What every trial of the search trained under, from the search's params, e.g. "the same 150 s
+    budget and 4-epoch horizon" (search/settings.py: one per-trial budget and horizon for all)."""
+    try:
+        budget_s, horizon = float(params["trial_budget_s"]), int(params["max_epochs"])
+    except (KeyError, ValueError):
+        return None
+    return f"the same {budget_s:g} s budget and {horizon}-epoch horizon"
+
+
+def _best_line(runs: SearchRuns, footing: str | None) -> str:
     finished = runs.finished().dropna(subset=["best"])
     if finished.empty:
         return "no trial has trained to its own end yet"
     best = finished.iloc[0]
-    line = f"trial {best['trial_id']}: {runs.metric} {best['best']:.4f} at epoch {best['best_epoch']}"
-    baseline = finished[finished["baseline"]]
-    if len(baseline) and not best["baseline"]:
-        value = baseline["best"].iloc[0]
-        line += f" (baseline {value:.4f}, {best['best'] - value:+.4f})"
-    elif best["baseline"]:
-        line += " (the baseline itself)"
-    return line
+    at = f"{runs.report_unit} {best['best_epoch']}"
+    line = f"trial {best['trial_id']}: {runs.metric} {best['best']:.4f} at {at}"
+    if best["baseline"]:
+        return line + " (the baseline itself)"
+    baselines = runs.trials[runs.trials["baseline"]]
+    if baselines.empty:
+        return line + "; no baseline trial in this search to compare with"
+    baseline = baselines.iloc[0]
+    who = f"the baseline {baseline['trial_id']}"
+    if baseline["fate"] in PRUNED_FATES:
+        return line + f"; {who} was pruned by ASHA, so there is no finished baseline to compare with"
+    if baseline["fate"] not in FINISHED_FATES:
+        return line + f"; {who} did not train to its own end ({baseline['fate']}): no comparison"
+    if pd.isna(baseline["best"]):
+        return line + f"; {who} finished without a {runs.metric}: no comparison"
+    under = f"under {footing}" if footing else "(the budget and horizon it trained under were not recorded)"
+    gain = best["best"] - baseline["best"]
+    return line + f"; baseline {baseline['trial_id']} {baseline['best']:.4f} {under}, {gain:+.4f}"
+
+
+def _chance_line(runs: SearchRuns) -> str:
+    chance = runs.chance
+    if chance is None:
+        task = runs.parent.data.tags.get("hpsearch.task", "?")
+        return f"not judged ({runs.metric} of task {task}: not an accuracy of a registered task)"
+    finished = runs.finished()
+    n = int(runs.at_chance(finished).sum())
+    classes = round(1 / chance)
+    rule = f"best {runs.metric} at most {chance_ceiling(chance):.4f}; chance is 1/{classes} = {chance:.4f}"
+    return f"{n} of the {len(finished)} finished trials ({rule}), marked '{AT_CHANCE}' in the ranking"
+
+
+def _importance_line(importances: Importances) -> str:
+    if not importances.values:
+        return f"not computed: {importances.note}"
+    values = ", ".join(f"{name} {value:.2f}" for name, value in importances.values.items())
+    return f"{importances.evaluator} from {importances.basis}: {values}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from reports.chance import chance_ceiling, chance_level
 from search.provenance import reachable, redact, tracking_server
 from trainables.errors import UsageError
 from trainables.fates import FINISHED_FATES, PRUNED
@@ -54,10 +55,28 @@ class SearchRuns:
         others = ~self.trials["fate"].isin(FINISHED_FATES + PRUNED_FATES)
         return self._ranked(self.trials[others])
 
-    def varying_params(self) -> list[str]:
-        """The hyperparameters this search changed: params with more than one value across trials."""
-        columns = [c for c in self.trials.columns if c.startswith(PARAM)]
-        return [c for c in columns if self.trials[c].fillna("").nunique() > 1]
+    def params(self) -> list[str]:
+        """The trial table's hyperparameter columns (every resolved config value a trial logged)."""
+        return [c for c in self.trials.columns if c.startswith(PARAM)]
+
+    @property
+    def report_unit(self) -> str:
+        """What a metric step counts: "epoch", or "report" when trials reported within epochs."""
+        return "epoch" if self.parent.data.params.get("reports_per_epoch", "1") == "1" else "report"
+
+    @property
+    def chance(self) -> float | None:
+        """The metric's chance level: 1/classes for an accuracy of a registered task, else None."""
+        if self.mode != "max" or not self.metric.endswith("acc"):
+            return None
+        return chance_level(self.parent.data.tags.get("hpsearch.task"))
+
+    def at_chance(self, frame: pd.DataFrame) -> pd.Series:
+        """Which of `frame`'s trials trained to their own end and scored no better than chance."""
+        if self.chance is None:
+            return pd.Series(False, index=frame.index, dtype=bool)
+        finished = frame["fate"].isin(FINISHED_FATES)
+        return finished & (frame["best"] <= chance_ceiling(self.chance))
 
     def _ranked(self, frame: pd.DataFrame) -> pd.DataFrame:
         # Ties go to the cheaper trial.

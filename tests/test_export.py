@@ -229,8 +229,17 @@ def test_ensemble_accuracy_averages_softmax_outputs():
 
 
 def test_ensemble_cli_reports_the_ensemble_beside_each_member(
-    exported, root, store, capsys, one_torch_thread
+    exported, root, store, capsys, monkeypatch, one_torch_thread
 ):
+    # Each member's softmax outputs on test and the labels, as the CLI retrained it.
+    outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def retrain_and_keep_outputs(exported, data, **kwargs):
+        done = retrain(exported, data, **kwargs)
+        outputs.append((done.test_probs, data.test.y))
+        return done
+
+    monkeypatch.setattr(ensemble, "retrain", retrain_and_keep_outputs)
     args = [
         *("--config", str(exported[0].parent), "--data-dir", str(root / "data")),
         *("--cache-dir", str(root / "cache"), "--gpus", "0", "--offline"),
@@ -241,7 +250,13 @@ def test_ensemble_cli_reports_the_ensemble_beside_each_member(
     summary = json.loads(out.out.strip().splitlines()[-1])
     # The folder's configs, best first.
     assert [m["config"] for m in summary["members"]] == RANKED
-    assert summary["best_member_test_acc"] == max(m["test_acc"] for m in summary["members"])
+    # Accuracies recomputed here from the members' outputs, not read back from the same summary.
+    accuracy = lambda probs, labels: (probs.argmax(1) == labels).float().mean().item()  # noqa: E731
+    member_accs = [accuracy(probs, labels) for probs, labels in outputs]
+    assert [m["test_acc"] for m in summary["members"]] == pytest.approx(member_accs)
+    assert summary["best_member_test_acc"] == pytest.approx(max(member_accs))
+    mean_probs = torch.stack([probs for probs, _ in outputs]).mean(0)
+    assert summary["test_acc"] == pytest.approx(accuracy(mean_probs, outputs[0][1]))
     assert "ensemble of 3" in out.err
     run = MlflowClient(store).get_run(summary["mlflow_run"])
     assert run.data.tags["hpsearch.role"] == "ensemble"

@@ -45,13 +45,22 @@ TRIALS = [
     ("t0006", "failed", False, [], dict(optimizer="sgd", lr=2e-2, batch_size=256)),
     # Last epoch 0.78 but best 0.81: second, above t0005 (0.79 at its last epoch).
     ("t0007", "completed", False, [0.81, 0.80, 0.79, 0.78], dict(optimizer="adamw", lr=2e-3, batch_size=32)),
+    # Trained to its end and learned nothing: 0.025 is within 1.5x the 1/52 chance of the font task.
+    (
+        "t0008",
+        "completed",
+        False,
+        [0.02, 0.025, 0.021, 0.019],
+        dict(optimizer="sgd", lr=3e-2, batch_size=128),
+    ),
 ]
-RANKED = ["t0001", "t0007", "t0005", "t0002", "t0000"]
+RANKED = ["t0001", "t0007", "t0005", "t0002", "t0000", "t0008"]
 CONSTANT = dict(weight_decay=0.0, dropout2=0.3, stem_channels=16)  # same in every trial: not a column
 DISTRIBUTIONS = dict(
     optimizer=CategoricalDistribution(["adam", "adamw", "sgd"]),
     lr=FloatDistribution(1e-4, 3e-2, log=True),
     batch_size=CategoricalDistribution([32, 64, 128, 256]),
+    momentum=FloatDistribution(0.8, 0.99),
 )
 
 
@@ -70,6 +79,9 @@ def log_search(
     if study is not None:
         tags["hpsearch.study"] = str(study)
     parent = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
+    # Some of the search settings MlflowTracker logs on the search's run, as it writes them.
+    settings = dict(trials=len(trials), trial_budget_s=150.0, max_epochs=4, reports_per_epoch=1)
+    client.log_batch(parent, params=[Param(k, str(v)) for k, v in settings.items()])
     for i, (trial_id, fate, baseline, accs, knobs) in enumerate(trials):
         start = started + i * 60_000
         run = client.create_run(
@@ -113,13 +125,15 @@ def make_study(path: Path, name: str, trials: list = TRIALS) -> None:
     for _, fate, _, accs, knobs in trials:
         state = {"pruned": TrialState.PRUNED, "failed": TrialState.FAIL}.get(fate, TrialState.COMPLETE)
         value = accs[-1] if state == TrialState.COMPLETE else None
-        study.add_trial(create_trial(params=knobs, distributions=DISTRIBUTIONS, value=value, state=state))
+        distributions = {k: DISTRIBUTIONS[k] for k in knobs}
+        study.add_trial(create_trial(params=knobs, distributions=distributions, value=value, state=state))
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    """One sqlite store with three experiments: `font` (a full search), `early` (no trial
-    finished, no study file) and `bare` (a search that logged no trial)."""
+    """One sqlite store with four experiments: `font` (a full search), `early` (no trial
+    finished, no study file), `bare` (a search that logged no trial) and `pruned-baseline`
+    (ASHA pruned the baseline, another trial finished)."""
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
@@ -131,6 +145,9 @@ def store(tmp_path_factory) -> str:
     log_search(client, early, "early-1", [TRIALS[3], TRIALS[6]], root / "results" / "gone.journal")
     bare = client.create_experiment("bare", artifact_location=str(root / "artifacts"))
     log_search(client, bare, "bare-1", [], None, started=T0 - DAY)
+    pruned = client.create_experiment("pruned-baseline", artifact_location=str(root / "artifacts"))
+    baseline = ("t0000", "pruned", True, [0.40], TRIALS[0][4])
+    log_search(client, pruned, "pruned-1", [baseline, TRIALS[1]], None, started=T0 - DAY)
     return uri
 
 
@@ -155,9 +172,9 @@ def trial_ids(text: str) -> list[str]:
 def test_write_report_ranks_finished_trials_by_their_best_epoch(report):
     ranking = section(report.read_text(), "Ranking")
     assert trial_ids(ranking) == RANKED
-    # t0001's row shows its best epoch's value and epoch, not its last.
+    # t0001's row shows its best epoch's value and epoch (of its 4), not its last; 40 s trained.
     row = next(line for line in ranking.splitlines() if "t0001" in line)
-    assert "| 0.8200 | 3 | 4 |" in row
+    assert "| t0001 | completed | 0.8200 | 3/4 | 40 |" in row
 
 
 def test_write_report_lists_pruned_trials_apart_from_the_ranking(report):
@@ -185,11 +202,67 @@ def test_write_report_keeps_the_baseline_row_below_the_top(store, tmp_path):
     assert next(line for line in ranking.splitlines() if "t0000" in line).startswith("| **5** |")
 
 
+def columns(table: str) -> list[str]:
+    """The header cells of the one Markdown table in a section."""
+    header = next(line for line in table.splitlines() if line.startswith("| "))
+    return [c.strip() for c in header.strip("|").split("|")]
+
+
 def test_write_report_shows_only_the_hyperparameters_that_varied(report):
-    header = section(report.read_text(), "Ranking").splitlines()[2]
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    assert {"optimizer", "lr", "batch_size"} <= set(columns)
-    assert not {"dropout2", "weight_decay", "stem_channels", "epochs"} & set(columns)
+    ranking = section(report.read_text(), "Ranking")
+    head = ["#", "trial", "fate", "best val_acc", "best/last epoch", "time s"]
+    # The three searched knobs, under short names; none of the knobs every trial shares.
+    assert columns(ranking)[:6] == head and sorted(columns(ranking)[6:]) == ["batch", "lr", "opt"]
+    # The knobs no trial changed are said once, with their value, above the table.
+    same = next(line for line in ranking.splitlines() if line.startswith("_same in every trial: "))
+    for knob in ("weight_decay 0", "dropout2 0.3", "stem_channels 16", "epochs 4"):
+        assert knob in same
+    assert "opt = optimizer" in ranking and "batch = batch_size" in ranking
+
+
+def test_write_report_drops_a_knob_that_is_the_same_in_the_shown_trials(store, tmp_path):
+    # Top 1 shows t0001 and the baseline t0000: both Adam, with different lr and batch sizes.
+    md = write_report(store, "font", SEARCH, tmp_path, top=1, command=COMMAND).read_text()
+    ranking = section(md, "Ranking")
+    assert trial_ids(ranking) == ["t0001", "t0000"]
+    assert sorted(columns(ranking)[6:]) == ["batch", "lr"]
+    assert "_also the same in the 2 trials below: optimizer adam_" in ranking
+    # The pruned table's two trials differ in all three knobs: each is a column there.
+    assert sorted(columns(section(md, "Stopped early"))[5:]) == ["batch", "lr", "opt"]
+
+
+def test_write_report_marks_the_trials_at_chance(report):
+    md = report.read_text()
+    rows = [line for line in section(md, "Ranking").splitlines() if line.startswith("| ")]
+    assert [trial_ids(row) for row in rows if "at chance" in row] == [["t0008"]]
+    assert "| t0008 | completed, at chance | 0.0250 |" in md
+    # 1.5 x 1/52 = 0.0288; the pruned t0003 (0.40) and the failed t0006 are not judged.
+    assert "- **at chance**: 1 of the 6 finished trials (best val_acc at most 0.0288; chance is 1/52" in md
+    assert '<tr class="chance">' in report.with_suffix(".html").read_text()
+
+
+def test_write_report_compares_the_best_with_the_baseline_at_equal_footing(report):
+    md = report.read_text()
+    assert (
+        "- **best**: trial t0001: val_acc 0.8200 at epoch 3; baseline t0000 0.7000"
+        " under the same 150 s budget and 4-epoch horizon, +0.1200\n"
+    ) in md
+    assert "every trial, the baseline too, trained under the same 150 s budget and 4-epoch horizon" in md
+
+
+def test_write_report_says_when_the_baseline_was_pruned(store, tmp_path):
+    md = write_report(store, "pruned-baseline", None, tmp_path, command=COMMAND).read_text()
+    best = next(line for line in md.splitlines() if line.startswith("- **best**"))
+    assert best.endswith(
+        "; the baseline t0000 was pruned by ASHA, so there is no finished baseline to compare with"
+    )
+    assert "+" not in best  # no gain computed against a baseline that never finished
+
+
+def test_write_report_wide_tables_scroll_in_the_html(report):
+    html = report.with_suffix(".html").read_text()
+    assert html.count('<div class="scroll"><table>') == 3  # ranking, pruned, failed
+    assert ".scroll { overflow-x: auto;" in html
 
 
 def test_write_report_puts_the_command_at_the_top(report):
@@ -214,7 +287,11 @@ def test_write_report_writes_the_figures(report):
     for name in pngs:
         data = (report.parent / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000
-    assert "fANOVA" in report.read_text() or "importance" in report.read_text()
+    # Its importance from the study's six COMPLETE trials, those trained to their own end.
+    assert (
+        "- **parameter importance**: fANOVA from 6 trials trained to their own end"
+        " (pruned and failed left out: 2 pruned, 1 failed): "
+    ) in report.read_text()
 
 
 def test_write_report_without_finished_trials(store, tmp_path):
@@ -251,7 +328,7 @@ def test_param_importances_needs_enough_completed_trials(tmp_path):
     path = tmp_path / "study" / "optuna_study.journal"
     make_study(path, "s", TRIALS[:3])  # the searcher tells Optuna COMPLETE for `budget` too
     note = param_importances(str(path), "s").note
-    assert note.startswith("only 3 completed trial(s)")
+    assert note.startswith("only 3 trial(s) trained to their own end (pruned and failed do not count)")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -279,3 +356,29 @@ def test_cli_unknown_experiment_is_one_error_line(store):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("error: no experiment 'nope'")
+
+
+def test_param_importances_count_only_trials_trained_to_their_end(tmp_path):
+    finished = [t for t in TRIALS if t[1] in ("completed", "budget")]
+    make_study(tmp_path / "finished" / "study.journal", "s", finished)
+    # The same study with the pruned and failed trials beside them: they say nothing about how
+    # their configs do at the end of the horizon, so the importances must not change.
+    make_study(tmp_path / "all" / "study.journal", "s", TRIALS)
+    alone = param_importances(str(tmp_path / "finished" / "study.journal"), "s")
+    among_all = param_importances(str(tmp_path / "all" / "study.journal"), "s")
+    assert among_all.completed_trials == alone.completed_trials == len(finished) == 6
+    assert among_all.values == pytest.approx(alone.values)
+    assert among_all.left_out == {"pruned": 2, "failed": 1} and alone.left_out == {}
+    assert (
+        among_all.basis
+        == "6 trials trained to their own end (pruned and failed left out: 2 pruned, 1 failed)"
+    )
+
+
+def test_param_importances_keep_a_knob_only_pruned_trials_lack(tmp_path):
+    # Every finished trial suggested momentum; the pruned one did not: momentum still counts.
+    with_momentum = [(*t[:4], {**t[4], "momentum": 0.8 + 0.02 * i}) for i, t in enumerate(TRIALS)]
+    trials = [t if t[1] == "pruned" else with_momentum[i] for i, t in enumerate(TRIALS)]
+    path = tmp_path / "study" / "study.journal"
+    make_study(path, "s", trials)
+    assert set(param_importances(str(path), "s").values) == {"optimizer", "lr", "batch_size", "momentum"}

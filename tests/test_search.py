@@ -31,6 +31,7 @@ from search.space import load_space
 from search.summary import top_finished, trials_frame
 from search.tuner import SearchSettings, build_tuner, restore_tuner
 from tests.fake_datasets import write_mnist
+from trainables.fates import FINISHED_FATES
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,8 +62,14 @@ def test_search_runs_baseline_first_and_records_pruned_trials(ray_session, tmp_p
     # Optuna and the trial table agree on which trials were pruned, and those ran fewer epochs.
     assert len(pruned) == (frame["fate"] == "pruned").sum()
     assert (frame.loc[frame["fate"] == "pruned", "epochs_run"] < settings.max_epochs).all()
+    # steady_trial reports val_acc = lr x epoch: the best finished trial is the one with the
+    # largest lr, its value that lr over the whole horizon, and the best Optuna was told of.
+    finished = frame[frame["fate"].isin(FINISHED_FATES)]
     best = top_finished(frame).iloc[0]
-    assert best["val_acc"] >= frame.loc[frame["baseline"], "val_acc"].iloc[0]
+    assert best["config/lr"] == finished["config/lr"].max()
+    assert best["val_acc"] == pytest.approx(best["config/lr"] * settings.max_epochs)
+    completed = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(completed) == len(finished) and best["val_acc"] == pytest.approx(max(completed))
 
 
 def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path, monkeypatch):
