@@ -14,8 +14,11 @@ def load_space_data(
     """The task's splits from the cache (built on first use); smaller under ``--quick``."""
     options = space.quick.get("dataset_options", {}) if quick else {}
     data = space.task.load(data_dir, cache_dir=cache_dir, download=download, **options)
-    if quick and "train_per_class" in space.quick:
-        data.train = per_class_subset(data.train, space.quick["train_per_class"], seed=0)
-    if quick and "val_per_class" in space.quick:
-        data.val = per_class_subset(data.val, space.quick["val_per_class"], seed=0)
+    subsets = {k: space.quick[k] for k in ("train_per_class", "val_per_class") if quick and k in space.quick}
+    if "train_per_class" in subsets:
+        data.train = per_class_subset(data.train, subsets["train_per_class"], seed=0)
+    if "val_per_class" in subsets:
+        data.val = per_class_subset(data.val, subsets["val_per_class"], seed=0)
+    if subsets:
+        data.source += "; quick subset " + ", ".join(f"{k}={v}" for k, v in subsets.items())
     return data

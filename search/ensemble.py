@@ -25,8 +25,8 @@ from torch.nn import functional as F
 
 from search.cli import run_main
 from search.exported import ExportedConfig, read_exported
-from search.provenance import code_version, experiment_id
-from search.retrain import Retrained, load_export_data, retrain
+from search.provenance import DataIdentity, code_version, experiment_id
+from search.retrain import Retrained, load_export_data, retrain, warn_if_other_data
 from search.train import epoch_printer
 from trainables.errors import UsageError
 from trainables.loop import pick_device
@@ -147,12 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         download=not args.offline,
         full_data=args.full_data,
         space_file=args.space,
-    ).to(device)
+    )
+    identity = DataIdentity.of(data)
+    data = data.to(device)
     tracking_uri = args.tracking_uri  # never an export's own: a shared file must not send runs
     members = []
     for i, exported in enumerate(exports, 1):
         _, config = exported.resolved()
         print(f"member {i}/{len(exports)}: {exported.name} ({exported.search or '?'})", file=sys.stderr)
+        warn_if_other_data(exported, identity)  # members may come from searches on other data
         member = retrain(
             exported,
             data,
@@ -163,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             tracking_uri=tracking_uri,
             track=not args.no_mlflow,
             on_epoch=epoch_printer(config["epochs"]),
+            data_identity=identity,
         )
         print(f"member {i}: test_acc {member.test_acc:.4f}", file=sys.stderr)
         members.append(member)

@@ -6,9 +6,10 @@
 
 Ranks as the leaderboard does: by the best epoch's metric, among trials trained to their own
 end (ASHA-pruned ones are not candidates). Writes best.yaml (rank 1), rank2.yaml, ... with
-every config value, the metric reached, the MLflow run ids and the code version, and beside
-each the weights its trial kept (best.pt, rank2.pt, ...: a state_dict, fetched from the trial's
-MLflow model) where the search kept its model (`search/run.py --keep-models K`, default 3).
+every config value, the metric reached, the MLflow run ids, the code version and the digest and
+source of the search's data, and beside each the weights its trial kept (best.pt, rank2.pt, ...:
+a state_dict, fetched from the trial's MLflow model) where the search kept its model
+(`search/run.py --keep-models K`, default 3).
 The config's `epochs` is the horizon the trial's schedule ran over. Then
 `python search/predict.py DIR image.png` classifies pictures with the kept weights,
 `python search/train.py --config DIR/best.yaml` retrains it and evaluates on test, and
@@ -36,6 +37,7 @@ from mlflow import MlflowClient
 from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
 from search.cli import run_main
 from search.exported import ExportedConfig, write_exported
+from search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG
 from search.tracking import MODEL_TAG, global_tracking_uri
 from search.trainable import INFO_FILE, MODEL_FILE
 from trainables.errors import UsageError
@@ -94,6 +96,8 @@ def export_search(
             trial_id=row["trial_id"],
             tracking_uri=client.tracking_uri,
             code_version=runs.parent.data.tags.get("hpsearch.code_version", "unknown"),
+            data_digest=runs.parent.data.tags.get(DATA_DIGEST_TAG, ""),
+            data_source=runs.parent.data.tags.get(DATA_SOURCE_TAG, ""),
             weights=file_name(rank, ".pt") if kept else "",
             classes=list(kept.get("classes", [])) if kept else [],
         )

@@ -17,13 +17,16 @@
     trial_id: 3c7d_00004
     tracking_uri: sqlite:///mlflow.db
     code_version: e66543d...
+    data_digest: 3f9c0a1b2c3d4e5f             # the data the search trained on: its digest, its source
+    data_source: font generated from 9 font families, ...
     weights: best.pt                # the trial's kept weights beside this file ("" if none were kept)
     classes: ['0', '1', ...]        # the model's outputs, in order
     config: {optimizer: adam, lr: 0.0012, epochs: 1.75, ...}   # every resolved value
 
 `config.epochs` is the horizon the trial's schedule ran over (its `horizon_epochs`, possibly
-fractional), so a retrain runs the same schedule. `search/export.py` writes these;
-`search/train.py --config`, `search/ensemble.py` and `search/predict.py` read them.
+fractional), so a retrain runs the same schedule. A retrain whose data has another digest says
+so (an export without one, from before digests were kept, is not checked). `search/export.py`
+writes these; `search/train.py --config`, `search/ensemble.py` and `search/predict.py` read them.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class ExportedConfig:
     trial_id: str = ""
     tracking_uri: str = ""
     code_version: str = "unknown"
+    data_digest: str = ""  # search.provenance.DataIdentity of the search's data; "" if not recorded
+    data_source: str = ""
     weights: str = ""  # file name of the kept weights, beside the YAML file
     classes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept and written back

@@ -1,4 +1,5 @@
-"""Ray-free helpers every MLflow writer here shares: the code version, and whether a server is up."""
+"""Ray-free helpers every MLflow writer here shares: the code version, the data's identity, and
+whether a server is up."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+from trainables.data.splits import Splits
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,6 +40,34 @@ def code_version(repo: Path = REPO) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if diff.returncode == 1 else sha
+
+
+DATA_DIGEST_TAG, DATA_SOURCE_TAG = "hpsearch.data_digest", "hpsearch.data_source"
+# A data digest is this many hex digits of Splits.digest() (64 bits: no two datasets a team
+# compares will share one), short enough for MLflow's dataset digest field (36 characters).
+DIGEST_CHARS = 16
+
+
+@dataclass(frozen=True)
+class DataIdentity:
+    """Which data a run saw: the digest of its bytes, and where it came from in words."""
+
+    digest: str
+    source: str
+
+    @classmethod
+    def of(cls, data: Splits) -> DataIdentity:
+        return cls(data.digest()[:DIGEST_CHARS], data.source or "unknown")
+
+    def tags(self) -> dict[str, str]:
+        return {DATA_DIGEST_TAG: self.digest, DATA_SOURCE_TAG: self.source[:5000]}
+
+    def dataset_input(self, name: str) -> DatasetInput:
+        """The data as an MLflow dataset input (the runs table's Dataset column): digest and source
+        only, never the images. The source type is "code": our loaders made it."""
+        source = CodeDatasetSource({DATA_SOURCE_TAG: self.source[:5000]}).to_json()
+        dataset = Dataset(name, self.digest, source_type="code", source=source)
+        return DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])
 
 
 def tracking_server(tracking_uri: str | None) -> str | None:

@@ -7,6 +7,7 @@ retrained model. `search/train.py --config` and `search/ensemble.py` both go thr
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from search.data import load_space_data
 from search.exported import ExportedConfig
-from search.provenance import code_version, experiment_id, reachable, tracking_server
+from search.provenance import DataIdentity, code_version, experiment_id, reachable, tracking_server
 from trainables.data.splits import Split, Splits
 from trainables.errors import UsageError
 from trainables.loop import REPORT_METRICS, TrainResult, evaluate, predict_proba, train
@@ -61,11 +62,27 @@ def load_export_data(
     )
 
 
+def warn_if_other_data(exported: ExportedConfig, data: DataIdentity) -> bool:
+    """Whether ``data`` is not what ``exported``'s search trained on, said in one warning line.
+
+    An export from before digests were kept has none: nothing to compare, so no warning."""
+    if not exported.data_digest or exported.data_digest == data.digest:
+        return False
+    other = exported.data_source and exported.data_source != data.source
+    sources = f" (now {data.source}; the search's {exported.data_source})" if other else ""
+    print(
+        f"warning: this data differs from the search's (digest {data.digest} vs {exported.data_digest})"
+        f"{sources}: val and test numbers are not comparable with those on the search's data",
+        file=sys.stderr,
+    )
+    return True
+
+
 def with_val_in_train(data: Splits) -> Splits:
     """Train on train+val: more data for the final model once the search has chosen with val.
     Val stays as it was, so each epoch still reports on it (no longer held out)."""
     train = Split(torch.cat([data.train.x, data.val.x]), torch.cat([data.train.y, data.val.y]))
-    return Splits(train, data.val, data.test, list(data.classes))
+    return Splits(train, data.val, data.test, list(data.classes), data.source)
 
 
 class FinalRunLog:
@@ -79,7 +96,13 @@ class FinalRunLog:
         self.run_id: str | None = None
 
     def start(
-        self, exported: ExportedConfig, config: dict[str, Any], *, device: str, train_on_val: bool
+        self,
+        exported: ExportedConfig,
+        config: dict[str, Any],
+        *,
+        device: str,
+        train_on_val: bool,
+        data: DataIdentity,
     ) -> None:
         def create() -> None:
             server = tracking_server(self.tracking_uri)
@@ -97,7 +120,11 @@ class FinalRunLog:
                 "hpsearch.train_on_val": str(train_on_val).lower(),
                 "hpsearch.device": device,
                 "hpsearch.code_version": code_version(),
+                **data.tags(),
             }
+            if exported.data_digest:  # both digests, so the run itself says whether they differ
+                tags["hpsearch.search_data_digest"] = exported.data_digest
+                tags["hpsearch.data_matches_search"] = str(exported.data_digest == data.digest).lower()
             if exported.search_run_id and self._exists(exported.search_run_id):
                 tags["mlflow.parentRunId"] = exported.search_run_id  # beside the search's trials in the UI
             name = f"final-{exported.name}-seed{config['seed']}"
@@ -105,6 +132,7 @@ class FinalRunLog:
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in config.items()])
             self.client.log_text(self.run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
             self.client.log_text(self.run_id, exported.to_yaml(), "exported.yaml")
+            self.client.log_inputs(self.run_id, datasets=[data.dataset_input(exported.task)])
 
         self._try("creating the final run", create)
 
@@ -161,18 +189,24 @@ def retrain(
     tracking_uri: str | None = None,
     track: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    data_identity: DataIdentity | None = None,
 ) -> Retrained:
     """Train ``exported``'s config with ``seed`` on ``data`` (on ``device``), evaluate on test.
 
     With ``train_on_val`` the model trains on train+val and keeps its last epoch's weights
     (validation can no longer pick an epoch); otherwise the best validation epoch's.
+    ``data_identity`` is ``data``'s, from a caller that has checked it against the export
+    (``warn_if_other_data``); without it, it is computed and checked here.
     """
     task, config = exported.resolved({**(overrides or {}), "seed": seed})
+    if data_identity is None:
+        data_identity = DataIdentity.of(data)
+        warn_if_other_data(exported, data_identity)
     if train_on_val:
         data = with_val_in_train(data)
     run = FinalRunLog(tracking_uri)
     if track:
-        run.start(exported, config, device=device.type, train_on_val=train_on_val)
+        run.start(exported, config, device=device.type, train_on_val=train_on_val, data=data_identity)
 
     def report(epoch: dict[str, Any]) -> None:
         run.log_epoch(epoch)

@@ -26,12 +26,14 @@ from search.data import load_space_data
 from search.interrupt import StopWatch, interrupted
 from search.plan import Plan, measure_epoch, plan_reports, wall_estimate_s
 from search.progress import LiveView
-from search.provenance import reachable, redact, tracking_server
+from search.provenance import DataIdentity, reachable, redact, tracking_server
+from search.searcher import close_study
 from search.space import Space, load_space
 from search.summary import top_finished, trials_frame
 from search.tracking import MlflowTracker
 from search.trainable import keep_checkpoints
 from search.tuner import SearchSettings, build_tuner, concurrent_slots, restore_tuner
+from search.ui import ui_hint
 from trainables.errors import UsageError
 
 
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_space_data(
         space, args.data_dir, cache_dir=args.cache_dir, quick=args.quick, download=not args.offline
     )
+    identity = DataIdentity.of(data)  # tags every run, so a retrain can tell whether its data is this
     if not args.resume:
         plan = plan_search(args, space, settings, data)
         settings = dataclasses.replace(settings, reports_per_epoch=plan.reports_per_epoch)
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = dataclasses.replace(settings, gpus_per_trial=1.0 if args.gpus else 0.0)
     check_trials_fit(settings)
     print_plan(space, settings, data, experiment_dir, None if args.resume else plan)
+    # After every check: a user's mistake is one line on stderr, and nothing before it.
+    print(f"data: {identity.source} (digest {identity.digest})", file=sys.stderr)
 
     view = LiveView(
         space.metric, space.mode, settings.trials, settings.time_budget_s, settings.stopper_budget_s
@@ -203,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment=args.experiment,
         command=command,
         quick=args.quick,
+        data=identity,
     )
     if args.resume:
         # Tune runs the callbacks it pickled with the search; they find their MLflow runs by tags.
@@ -211,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         callbacks = [view, tracker, StopWatch(settings.time_budget_s)]
         tuner = build_tuner(space, settings, data, experiment_dir, callbacks=callbacks)
     results = tuner.fit()
+    if not interrupted():
+        # (An interrupted search's running trials run again on --resume, as the same Optuna trials.)
+        close_study(experiment_dir)
 
     frame = trials_frame(results, space, settings)
     frame.to_csv(experiment_dir / "trials.csv", index=False)
@@ -242,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     models = keep_checkpoints(results, top_finished(frame, args.keep_models)["trial_id"])
     files = [best_path, experiment_dir / "trials.csv", report_dir]
     tracker.finish(best, files, interrupted=interrupted(), models=models)
-    print(f"leaderboard: {report_dir / 'leaderboard.md'}; compare runs with `mlflow ui`", file=sys.stderr)
+    print(f"leaderboard: {report_dir / 'leaderboard.md'}", file=sys.stderr)
+    print(ui_hint(args.tracking_uri, tracker.experiment_id), file=sys.stderr)
     experiment = args.experiment or space.task.name
     store = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
     export = f"python search/export.py --experiment {experiment} --search {experiment_dir.name}{store}"

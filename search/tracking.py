@@ -34,7 +34,14 @@ from ray.tune import Callback
 
 from search.exported import build_classifier
 from search.interrupt import search_stopping
-from search.provenance import code_version, experiment_id, reachable, tracking_server
+from search.provenance import (
+    DATA_DIGEST_TAG,
+    DataIdentity,
+    code_version,
+    experiment_id,
+    reachable,
+    tracking_server,
+)
 from search.searcher import STUDY_FILE
 from search.settings import SearchSettings
 from search.space import Space
@@ -56,8 +63,10 @@ class MlflowTracker(Callback):
     """Logs a search to MLflow from the driver: construct it there and pass it in Tune's callbacks.
 
     ``tracking_uri`` None is MLflow's own default (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``);
-    ``experiment`` None is the task's name. A search run again on the same ``experiment_dir``
-    (``--resume``) finds its parent and trial runs again by their tags instead of adding new ones.
+    ``experiment`` None is the task's name. ``data`` (the search's data: its digest and source)
+    tags the parent run and every trial's run, and is their MLflow dataset input. A search run
+    again on the same ``experiment_dir`` (``--resume``) finds its parent and trial runs again by
+    their tags instead of adding new ones.
     """
 
     def __init__(
@@ -70,8 +79,9 @@ class MlflowTracker(Callback):
         experiment: str | None,
         command: str,
         quick: bool,
+        data: DataIdentity | None = None,
     ) -> None:
-        self.space, self.settings = space, settings
+        self.space, self.settings, self.data = space, settings, data
         self.search = experiment_dir.name
         self.study = str((Path(experiment_dir) / STUDY_FILE).resolve())
         self.tracking_uri = tracking_uri
@@ -95,8 +105,13 @@ class MlflowTracker(Callback):
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"data": None, **state})  # a search pickled before data was tracked
         self._reset()
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The MLflow experiment's id, once the search's run is open (None if tracking is off)."""
+        return self._experiment_id
 
     @property
     def client(self) -> MlflowClient:
@@ -239,6 +254,7 @@ class MlflowTracker(Callback):
                     "hpsearch.trial_id": kept.trial_id,
                     "hpsearch.rank": str(kept.rank),
                     "hpsearch.code_version": self._code or code_version(),
+                    **({DATA_DIGEST_TAG: self.data.digest} if self.data else {}),
                 },
                 model_type="classifier",
             )
@@ -320,12 +336,14 @@ class MlflowTracker(Callback):
             "mlflow.source.name": "search/run.py",
             "mlflow.source.type": "LOCAL",
             "mlflow.source.git.commit": self._code.removesuffix("-dirty"),
+            **(self.data.tags() if self.data else {}),
         }
         run = client.create_run(self._experiment_id, tags=tags, run_name=self.search)
         self._parent_id = run.info.run_id
         params = {**dataclasses.asdict(self.settings), "quick": self.quick, "space": str(self.space.path)}
         client.log_batch(self._parent_id, params=[Param(k, str(v)) for k, v in params.items()])
         client.log_artifact(self._parent_id, str(self.space.path))
+        self._log_data(self._parent_id)
         return self._parent_id
 
     def _trial_runs(self) -> dict[str, str]:
@@ -367,12 +385,18 @@ class MlflowTracker(Callback):
             "hpsearch.baseline": str(config == self._trial_config({})).lower(),
             "hpsearch.device": "cuda" if self.settings.gpus_per_trial > 0 else "cpu",
             "hpsearch.code_version": self._code,
+            **(self.data.tags() if self.data else {}),
         }
         run_id = client.create_run(self._experiment_id, tags=tags, run_name=trial_id).info.run_id
         self._runs[trial_id] = run_id
         self._open.add(trial_id)
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in config.items()])
         client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
+        self._log_data(run_id)
+
+    def _log_data(self, run_id: str) -> None:
+        if self.data is not None:
+            self.client.log_inputs(run_id, datasets=[self.data.dataset_input(self.space.task.name)])
 
     def _log_epoch(self, trial_id: str, step: int, result: dict[str, Any]) -> None:
         run_id = self._runs.get(trial_id)

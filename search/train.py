@@ -23,7 +23,8 @@ import torch
 
 from search.cli import run_main
 from search.exported import read_exported
-from search.retrain import load_export_data, retrain
+from search.provenance import DataIdentity
+from search.retrain import load_export_data, retrain, warn_if_other_data
 from search.space import load_space
 from trainables.config import parse_assignments, resolve_config
 from trainables.errors import UsageError
@@ -146,7 +147,10 @@ def retrain_main(args: argparse.Namespace) -> int:
         download=not args.offline,
         full_data=args.full_data,
         space_file=args.space,
-    ).to(device)
+    )
+    identity = DataIdentity.of(data)  # once for all seeds, on the CPU copy
+    differs = warn_if_other_data(exported, identity)
+    data = data.to(device)
     budget = args.budget or exported.budget_s
     seeds = [config["seed"] + i for i in range(args.seeds)]
     value = f"{exported.metric} {exported.value:.4f}" if exported.value is not None else "no recorded value"
@@ -169,6 +173,7 @@ def retrain_main(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,  # never the export's own: a shared file must not send runs
             track=not args.no_mlflow,
             on_epoch=epoch_printer(config["epochs"]),
+            data_identity=identity,
         )
         print(f"seed {seed}: test_acc {run.test_acc:.4f}  test_loss {run.test_loss:.4f}", file=sys.stderr)
         runs.append(run)
@@ -187,6 +192,9 @@ def retrain_main(args: argparse.Namespace) -> int:
         "epochs": [len(r.result.history) for r in runs],
         "train_time_s": [round(r.result.train_time_s, 2) for r in runs],
         "train_on_val": args.train_on_val,
+        "data_digest": identity.digest,
+        "search_data_digest": exported.data_digest or None,  # None: the export recorded none
+        "data_differs": differs,
         "mlflow_runs": [r.run_id for r in runs],
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     }

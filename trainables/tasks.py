@@ -46,7 +46,11 @@ class Task:
             seed=seed,
             **{**self.dataset_options, **options},
         )
-        return self.relabel(splits) if self.relabel else splits
+        if self.relabel is None:
+            return splits
+        relabelled = self.relabel(splits)
+        relabelled.source = f"{splits.source}, relabelled by {self.relabel.__name__}"
+        return relabelled
 
 
 def digit_or_letter(splits: Splits) -> Splits:

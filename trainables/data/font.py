@@ -90,11 +90,13 @@ def load_font(
     chosen = resolve_source(root, source)
     if chosen == "imagefolder":
         splits = load_imagefolder(root / "font", classes, counts=counts, seed=seed)
+        splits.source = f"font image folder {root / 'font'}"
         _report(f"image folder {root / 'font'}", splits, None)
         return splits
     if chosen == "chars74k":
         fnt_dir = find_or_fetch(root, Path(work_dir), download)
         splits, fonts = load_chars74k(fnt_dir, classes, seed=seed, counts=counts, work_dir=Path(work_dir))
+        splits.source = f"Chars74K EnglishFnt {fnt_dir} ({sum(fonts.values())} fonts)"
         _report(f"Chars74K {fnt_dir}", splits, {name: f"{n} fonts" for name, n in fonts.items()})
         return splits
     full = {name: SEED_SPLIT[name] if counts[name] is None else counts[name] for name in SPLIT_NAMES}
@@ -135,5 +137,7 @@ def _generate(
         name: f"{len(s['families'])} families in {len(s['groups'])} design groups"
         for name, s in manifest["splits"].items()
     }
+    families = sum(len(s["families"]) for s in manifest["splits"].values())
+    splits.source = f"font generated from {families} font families, {len(files)} files (manifest {path})"
     _report("generated, split by font family", splits, units)
     return splits

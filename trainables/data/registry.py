@@ -60,15 +60,26 @@ def prepare(
         raise UsageError(f"the cache dir {cache_dir} is a file; pass --cache-dir a directory")
     path = cache_path(cache_dir, root, dataset, seed, options)
     if path.exists():  # before importing the loaders: torchvision alone costs ~1.5 s
-        return Splits.load(path)
+        splits = Splits.load(path)
+        if not splits.source:  # cached before sources were kept: what the cache key says
+            splits.source = describe(f"{dataset} from {root}", seed, options)
+        return splits
     _import_loaders()
     if dataset not in DATASETS:
         raise UsageError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
     splits = DATASETS[dataset](
         Path(root), work_dir=cache_dir / "work", download=download, seed=seed, **options
     )
+    splits.source = describe(splits.source or f"{dataset} from {root}", seed, options)
     splits.save(path)
     return splits
+
+
+def describe(what: str, seed: int, options: dict) -> str:
+    """A loader's own words for its data, with the options that shaped it: 'mnist (torchvision)
+    from data [val_size=5000, seed=0]'."""
+    knobs = [f"{k}={v}" for k, v in sorted(options.items())] + [f"seed={seed}"]
+    return f"{what} [{', '.join(knobs)}]"
 
 
 def _import_loaders() -> None:

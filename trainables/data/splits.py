@@ -37,21 +37,27 @@ class Split:
 
 @dataclass
 class Splits:
-    """Honest train/val/test splits of one dataset, with the class names in label order."""
+    """Honest train/val/test splits of one dataset, with the class names in label order.
+
+    ``source`` says in words where the data came from (the loader, its files, the options that
+    shaped it), for a run's provenance; "" where nobody said.
+    """
 
     train: Split
     val: Split
     test: Split
     classes: list[str]
+    source: str = ""
 
     def to(self, device: torch.device | str) -> Splits:
         move = lambda s: Split(s.x.to(device), s.y.to(device))  # noqa: E731
-        return Splits(move(self.train), move(self.val), move(self.test), list(self.classes))
+        return Splits(move(self.train), move(self.val), move(self.test), list(self.classes), self.source)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {name: {"x": getattr(self, name).x, "y": getattr(self, name).y} for name in SPLIT_NAMES}
         payload["classes"] = list(self.classes)
+        payload["source"] = self.source
         # Write then rename, so an interrupted prepare never leaves a half cache behind.
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
@@ -61,15 +67,21 @@ class Splits:
     def load(cls, path: Path) -> Splits:
         payload = torch.load(path, weights_only=True)
         parts = {name: Split(payload[name]["x"], payload[name]["y"]) for name in SPLIT_NAMES}
-        return cls(**parts, classes=list(payload["classes"]))
+        # A cache written before sources were kept has none: prepare() describes it instead.
+        return cls(**parts, classes=list(payload["classes"]), source=payload.get("source", ""))
 
     def digest(self) -> str:
-        """sha256 of every image and label byte: equal digests mean byte-identical data."""
+        """sha256 of what a model sees: every split's image shape, image and label bytes, in split
+        order, then the class names. Equal digests mean identical data; one pixel or one label
+        changes it. ``source`` is not part of it (the same bytes from another folder are the same
+        data). Under a second per GB of images."""
         h = hashlib.sha256()
         for name in SPLIT_NAMES:
             split = getattr(self, name)
-            h.update(split.x.contiguous().numpy().tobytes())
-            h.update(split.y.contiguous().numpy().tobytes())
+            h.update(f"{name} {tuple(split.x.shape)}\n".encode())
+            # numpy arrays hash in place (no copy of a dataset that may be most of memory).
+            h.update(split.x.detach().cpu().contiguous().numpy())
+            h.update(split.y.detach().cpu().contiguous().numpy())
         h.update("\n".join(self.classes).encode())
         return h.hexdigest()
 

@@ -66,6 +66,7 @@ def load_mnist(root: Path, *, work_dir: Path, download: bool, seed: int, val_siz
         val_size,
         seed,
         "mnist",
+        Path(train.root),
     )
 
 
@@ -95,6 +96,7 @@ def load_emnist(root: Path, *, work_dir: Path, download: bool, seed: int, val_si
         val_size,
         seed,
         "emnist",
+        Path(train.root),
     )
 
 
@@ -140,7 +142,9 @@ def _load_cifar(
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         return Split(x, torch.tensor(ds.targets, dtype=torch.int64))
 
-    return _holdout(as_split(train), as_split(test), list(train.classes), val_size, seed, name)
+    return _holdout(
+        as_split(train), as_split(test), list(train.classes), val_size, seed, name, Path(train.root)
+    )
 
 
 def _open(
@@ -182,11 +186,14 @@ def _open(
         ) from err
 
 
-def _holdout(train: Split, test: Split, classes: list[str], val_size: int, seed: int, name: str) -> Splits:
+def _holdout(
+    train: Split, test: Split, classes: list[str], val_size: int, seed: int, name: str, found: Path
+) -> Splits:
     if not 0 < val_size < len(train):
         raise UsageError(f"val_size for {name} must be between 1 and {len(train) - 1}, got {val_size}")
     keep, held = stratified_holdout(train.y, val_size, seed)
-    return Splits(train.take(keep), train.take(held), test, classes)
+    source = f"{name} (torchvision) {found}"
+    return Splits(train.take(keep), train.take(held), test, classes, source)
 
 
 @contextmanager
