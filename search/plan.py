@@ -23,6 +23,9 @@ PROBE_BATCHES = 6  # enough to get past the first, slowest batch; few enough to 
 # A report takes at most this share of a trial's budget: 8 reports or more fit, so a scheduler
 # with rungs at 1 and 3 reports (grace 1, eta 3) has something to compare inside the budget.
 MAX_REPORT_SHARE = 1 / 8
+# Every report pays a whole validation pass: reports are never made so fine that it takes more
+# than this share of a report (a trial would spend its budget measuring instead of training).
+MAX_VAL_SHARE = 1 / 3
 REPORTS_PER_EPOCH_CHOICES = (1, 2, 4, 8, 16)
 
 
@@ -81,15 +84,15 @@ def measure_epoch(space: Space, data: Splits, settings: SearchSettings, device: 
 
 def plan_reports(epoch: EpochTime, settings: SearchSettings) -> int:
     """The fewest reports per epoch for which one report (its share of the epoch, and a whole
-    validation pass) takes at most ``MAX_REPORT_SHARE`` of the trial budget; more reports than
-    that would spend the budget on validation."""
+    validation pass) takes at most ``MAX_REPORT_SHARE`` of the trial budget, but none so fine
+    that validation would take more than ``MAX_VAL_SHARE`` of a report."""
     limit = MAX_REPORT_SHARE * settings.trial_budget_s
-    for k in REPORTS_PER_EPOCH_CHOICES:
-        if epoch.report_s(k) <= limit:
+    for k, finer in zip(REPORTS_PER_EPOCH_CHOICES, REPORTS_PER_EPOCH_CHOICES[1:] + (None,), strict=True):
+        if epoch.report_s(k) <= limit or finer is None:
             return k
-        if epoch.val_s >= 0.5 * epoch.report_s(k):
-            return k  # validation already costs as much as training: finer reports gain nothing
-    return REPORTS_PER_EPOCH_CHOICES[-1]
+        if epoch.val_s > MAX_VAL_SHARE * epoch.report_s(finer):
+            return k  # finer reports would mostly add validation
+    raise AssertionError("unreachable: the last choice returns")
 
 
 def wall_estimate_s(plan: Plan, settings: SearchSettings, slots: int) -> float:

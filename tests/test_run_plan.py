@@ -35,10 +35,14 @@ def test_long_epochs_report_at_fractions_that_fit_the_budget():
     assert EpochTime(60, 2).report_s(k) <= MAX_REPORT_SHARE * 150 < EpochTime(60, 2).report_s(k // 2)
 
 
-def test_no_finer_reports_when_validation_costs_as_much_as_training():
-    # Each report validates the whole split: past this point finer reports only add validation.
+def test_no_finer_reports_than_keep_validation_under_a_third_of_each():
+    # Each report validates the whole split: past this point finer reports mostly add validation.
     settings = SearchSettings(trial_budget_s=100)
-    assert plan_reports(EpochTime(train_s=40, val_s=20), settings) == 2
+    assert plan_reports(EpochTime(train_s=40, val_s=20), settings) == 1  # halves: 20 s of 40 validating
+    # MNIST on one core: 8 reports an epoch (16.5 s, a quarter validating), not 16 (39% validating).
+    assert plan_reports(EpochTime(train_s=100, val_s=4), SearchSettings(trial_budget_s=120)) == 8
+    # Cheap validation: as fine as the budget asks, up to the finest choice.
+    assert plan_reports(EpochTime(train_s=1000, val_s=0.1), SearchSettings(trial_budget_s=100)) == 16
 
 
 def test_wall_estimate_counts_rounds_of_trials_and_caps_at_the_time_budget():
