@@ -16,7 +16,6 @@ validation font may be a training font's family. Use it for time and behaviour, 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 from rich.progress import track
 
+from search.cli import ArgumentParser
 from trainables.data.font_folders import CHARS74K_ORDER, STYLES_PER_FONT
 from trainables.data.font_render import (
     STYLES,
@@ -66,9 +66,7 @@ def write_sample(args: tuple[Path, int, list[list[Face]]]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--out", type=Path, required=True, help="the data dir to write English/Fnt under")
     parser.add_argument("--workers", type=int, default=2, help="processes drawing classes in parallel")
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ from reports.runs import (
     open_client,
 )
 from reports.study import Importances, param_importances
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.provenance import redact
 from trainables.errors import UsageError
 
@@ -164,7 +164,7 @@ def _importance_line(importances: Importances) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     add_search_arguments(p, DEFAULT_OUT)
     p.add_argument("--top", type=int, default=10, help="trials in the ranking (default 10)")
     return p.parse_args(argv)

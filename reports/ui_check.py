@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from reports.runs import latest_search, open_client
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.provenance import redact, tracking_server
 from search.ui import runs_url
 from trainables.errors import UsageError
@@ -90,7 +90,7 @@ def shows_runs(dom: str, search: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own)")
     p.add_argument("--experiment", help="the experiment (default: the latest search's)")
     p.add_argument("--search", help="the search's name (default: the latest)")

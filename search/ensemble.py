@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from torch.nn import functional as F
 
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.exported import ExportedConfig, read_exported
 from search.provenance import DataIdentity, code_version, experiment_id
 from search.retrain import Retrained, load_export_data, retrain, warn_if_other_data
@@ -94,7 +94,7 @@ def log_ensemble(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument(
         "--config",
         type=Path,

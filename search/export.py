@@ -35,7 +35,7 @@ import yaml
 from mlflow import MlflowClient
 
 from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.exported import ExportedConfig, write_exported
 from search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG
 from search.tracking import MODEL_TAG, global_tracking_uri
@@ -176,7 +176,7 @@ def _print_table(runs: SearchRuns, ranked: pd.DataFrame, paths: list[Path]) -> N
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     add_search_arguments(p, DEFAULT_OUT)
     p.add_argument("--top", type=int, default=1, help="how many of the best configs (default 1)")
     return p.parse_args(argv)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.exported import read_exported
 from trainables.errors import UsageError
 from trainables.tasks import Task, get_task
@@ -233,7 +233,7 @@ def predict(model: Model, images: list[Image.Image], fit: str = "ink") -> torch.
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument(
         "model", help="an export's YAML file or folder, or an MLflow model URI (runs:/..., models:/...)"
     )

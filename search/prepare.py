@@ -5,18 +5,17 @@ python search/prepare.py --space spaces/font.py --data-dir /shared/data
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.data import load_space_data
 from search.space import load_space
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument("--space", required=True, help="space file, e.g. spaces/font.py")
     p.add_argument(
         "--data-dir", type=Path, default=Path("data"), help="dataset root and cache (default ./data)"

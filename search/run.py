@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from reports.leaderboard import write_report
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.cluster import check_trials_fit, cluster_gpus, quiet_libraries, start_ray
 from search.data import load_space_data
 from search.interrupt import StopWatch, interrupted
@@ -38,7 +38,7 @@ from trainables.errors import UsageError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument("--space", required=True, help="space file, e.g. spaces/font.py")
     g = p.add_argument_group("resources")
     g.add_argument("--gpus", type=float, help="GPUs for the search (default: all on this machine; 0 = CPU)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from search.cli import run_main
+from search.cli import ArgumentParser, run_main
 from search.exported import read_exported
 from search.provenance import DataIdentity
 from search.retrain import load_export_data, retrain, warn_if_other_data
@@ -33,7 +33,7 @@ from trainables.models import count_params
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(__doc__)
     p.add_argument(
         "--space",
         help="space file: train its seed baseline (plus --set), e.g. spaces/font.py; with --config, the "

@@ -256,6 +256,13 @@ CASES: list[tuple[str, Argv, str]] = [
         predict("runs:/0123456789abcdef/model", "{digit}", "--tracking-uri", "sqlite:///{root}/nowhere.db"),
         "no MLflow store at",
     ),
+    # argparse's own mistakes: one line too, not the usage block
+    ("run-unknown-option", run("--bogus"), "unrecognized arguments: --bogus (see run.py --help)"),
+    ("train-epochs-not-a-number", train("--epochs", "two"), "argument --epochs: invalid"),
+    ("export-top-not-a-number", export("--top", "x"), "argument --top: invalid int value: 'x'"),
+    ("leaderboard-unknown-option", leaderboard("--bogus"), "unrecognized arguments: --bogus"),
+    ("prepare-no-space", command("search/prepare.py")(), "the following arguments are required: --space"),
+    ("ensemble-no-config", ensemble(), "the following arguments are required: --config"),
 ]
 SLOW = {"run-trial-needs-3-gpus"}  # starts a local Ray (~10 s and more)
 HAS_PREDICT = (REPO / "search" / "predict.py").is_file()
