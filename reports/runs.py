@@ -148,7 +148,17 @@ def load_search(client: MlflowClient, experiment: str, search: str) -> SearchRun
     metric = parent.data.tags.get("hpsearch.metric", "val_acc")
     mode = parent.data.tags.get("hpsearch.mode", "max")
 
-    runs = _all_runs(client, exp, "trial", f" AND tags.`hpsearch.search` = {name}")
+    # Trials by their parent run, not by name: two searches given the same --name (in two
+    # results folders) are two searches. One search's parents share its Optuna study file.
+    study = parent.data.tags.get("hpsearch.study")
+    own = [p for p in parents if study and p.data.tags.get("hpsearch.study") == study] or [parent]
+    runs = [
+        run
+        for p in own
+        for run in _all_runs(
+            client, exp, "trial", f" AND tags.`mlflow.parentRunId` = {_quote(p.info.run_id)}"
+        )
+    ]
     rows, histories = [], {}
     for run in _latest_per_trial(runs):
         history = _history(client, run.info.run_id, metric)

@@ -4,7 +4,10 @@ and a logged model for each of the best trials.
 Tune calls its callbacks in the driver, so everything is written from one process through one
 client: the default SQLite store (``sqlite:///mlflow.db`` in the working directory, which
 ``mlflow ui`` opens with no flags) then has a single writer however many trials run at once.
-Tracking never stops a search: a failure is reported in one line and the search goes on.
+Tracking never stops a search: a failure is reported in one line and the search goes on. A
+tracking server that stops answering mid-search is waited for, not given up on: what the search
+would have logged meanwhile is kept, in order, and logged once the server answers again; what
+never could be is listed at the end.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from search.provenance import (
     code_version,
     experiment_id,
     reachable,
+    redact,
     tracking_server,
 )
 from search.searcher import STUDY_FILE
@@ -57,6 +61,9 @@ T = TypeVar("T")
 METRICS = REPORT_METRICS
 MODEL_NAME = "model"  # a kept model's name: runs:/<trial run id>/model
 MODEL_TAG, RANK_TAG = "hpsearch.model_id", "hpsearch.kept"  # on the trial's run
+
+
+PROBE_EVERY_S = 5.0  # while the tracking server is down, how often the tracker asks if it is back
 
 
 class MlflowTracker(Callback):
@@ -96,8 +103,13 @@ class MlflowTracker(Callback):
         self._parent_id: str | None = None
         self._runs: dict[str, str] = {}  # trial id -> run id
         self._open: set[str] = set()  # trial ids whose run is RUNNING
+        self._trials: dict[str, Any] = {}  # trial id -> Tune's trial, to start its run late if need be
         self._last_step: dict[str, int] = {}  # trial id -> last epoch logged
         self._off: str | None = None  # why tracking stopped, once it has
+        # While the server does not answer: the calls it missed, in order, to log when it is back.
+        self._missed: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+        self._down_since: float | None = None  # time.monotonic() when it stopped answering
+        self._next_probe = 0.0  # when to ask again whether it answers
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the tuner for --resume: no live client in the pickle, and a
@@ -125,6 +137,7 @@ class MlflowTracker(Callback):
         self._try("opening the search's run", self._open_parent)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._trials[trial.trial_id] = trial
         self._try(f"starting trial {trial.trial_id}", self._start_trial, trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -133,24 +146,21 @@ class MlflowTracker(Callback):
         self._try(what, self._log_epoch, trial.trial_id, step, result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # A trial stopped before it ran (the search's time budget ran out) has no open run to end.
-        if trial.trial_id in self._open:
-            budget_s = self.settings.stopper_budget_s
-            fate = trial_fate(trial.last_result, error=False, budget_s=budget_s, stopping=search_stopping())
-            self._try(f"ending trial {trial.trial_id}'s run", self._end_trial, trial.trial_id, fate)
+        # (A trial stopped before it ran, by the search's time budget, has no run to end.)
+        budget_s = self.settings.stopper_budget_s
+        fate = trial_fate(trial.last_result, error=False, budget_s=budget_s, stopping=search_stopping())
+        self._try(f"ending trial {trial.trial_id}'s run", self._end_trial, trial.trial_id, fate)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self._open:  # it failed before it started: still a trial of the search
-            self._try(f"starting trial {trial.trial_id}", self._start_trial, trial)
+        self._trials.setdefault(trial.trial_id, trial)  # one that failed before it started is a trial too
         error = _first_error_line(trial)
         self._try(f"ending trial {trial.trial_id}'s run", self._end_trial, trial.trial_id, FAILED, error)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Trials still running when the search stops (Ctrl-C, a crash) keep fate `running`;
         # --resume reopens their runs.
-        for trial_id in sorted(self._open):
+        for trial_id in sorted(set(self._open) | set(self._trials)):
             self._try(f"closing trial {trial_id}'s run", self._kill_trial, trial_id)
-        self._open.clear()
 
     # The search's end, called by search/run.py
 
@@ -172,8 +182,11 @@ class MlflowTracker(Callback):
         A resumed search's models are those of its best trials now: a model logged earlier for a
         trial no longer among them is deleted, one still among them is not logged twice.
         """
+        self._next_probe = 0.0  # the search's last chance to log what the server missed
         self._try("keeping the best trials' models", self._keep_models, models)
         self._try("finishing the search's run", self._finish, best, files, interrupted)
+        if self._missed:
+            self._report_missed()
 
     def tag_search(self, key: str, value: str) -> None:
         """One more tag on the search's run (before the report that reads it is written)."""
@@ -398,7 +411,16 @@ class MlflowTracker(Callback):
         if self.data is not None:
             self.client.log_inputs(run_id, datasets=[self.data.dataset_input(self.space.task.name)])
 
+    def _started(self, trial_id: str) -> bool:
+        """Whether the trial's run is open, starting it now if its start failed earlier (a
+        trial whose run could not be started once still gets its epochs and its fate)."""
+        if trial_id not in self._open and trial_id in self._trials:
+            self._start_trial(self._trials[trial_id])
+        return trial_id in self._open
+
     def _log_epoch(self, trial_id: str, step: int, result: dict[str, Any]) -> None:
+        if not self._started(trial_id):
+            return
         run_id = self._runs.get(trial_id)
         # A trial restarted by --resume trains again from epoch 1: its earlier epochs are logged.
         if run_id is None or step <= self._last_step.get(trial_id, 0):
@@ -411,16 +433,22 @@ class MlflowTracker(Callback):
         self._last_step[trial_id] = step
 
     def _end_trial(self, trial_id: str, fate: str, error: str = "") -> None:
-        run_id = self._runs.get(trial_id)
-        if run_id is None:
+        if not self._started(trial_id):
             return
+        run_id = self._runs[trial_id]
         tags = [RunTag("hpsearch.fate", fate)] + ([RunTag("hpsearch.error", error)] if error else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status="FAILED" if fate == FAILED else "FINISHED")
         self._open.discard(trial_id)
+        self._trials.pop(trial_id, None)
 
     def _kill_trial(self, trial_id: str) -> None:
-        self.client.set_terminated(self._runs[trial_id], status="KILLED")
+        # Checked when it runs, not when it was asked for: a call the server missed may have
+        # ended the run first.
+        if trial_id in self._open:
+            self.client.set_terminated(self._runs[trial_id], status="KILLED")
+            self._open.discard(trial_id)
+        self._trials.pop(trial_id, None)
 
     def _trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.settings.trial_config(self.space.task, self.space.baseline, params)
@@ -433,17 +461,73 @@ class MlflowTracker(Callback):
     # Failures
 
     def _try(self, what: str, fn: Callable[..., T], *args: Any) -> T | None:
-        """``fn(*args)``, or None with a one-line warning: tracking must never stop the search."""
+        """``fn(*args)``, or None with a one-line warning: tracking must never stop the search.
+
+        While the server does not answer, the call is kept for when it does (``_missed``).
+        """
         if self._off:
+            return None
+        if self._down_since is not None and not self._back():
+            self._missed.append((what, fn, args))
             return None
         try:
             return fn(*args)
         except Exception as e:
-            log.warning("MLflow: %s failed: %s", what, _one_line(e))
             server = self._server()
             if server and not reachable(server):
-                self._turn_off(f"the MLflow server at {server} stopped answering")
+                self._went_down(server)
+                self._missed.append((what, fn, args))
+            else:
+                log.warning("MLflow: %s failed: %s", what, _one_line(e))
             return None
+
+    def _went_down(self, server: str) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self._next_probe = self._down_since + PROBE_EVERY_S
+            log.warning(
+                "MLflow: the server at %s stopped answering; the search goes on and logs what it "
+                "misses once the server answers again",
+                redact(server),
+            )
+
+    def _back(self) -> bool:
+        """Whether the server answers again (asked at most every ``PROBE_EVERY_S``); if so, log
+        the calls it missed, in order. False while it does not, or stops again meanwhile."""
+        if time.monotonic() < self._next_probe:
+            return False
+        self._next_probe = time.monotonic() + PROBE_EVERY_S
+        server = self._server()
+        if server and not reachable(server, timeout_s=2.0):
+            return False
+        missed, self._missed = self._missed, []
+        down_s = time.monotonic() - (self._down_since or time.monotonic())
+        self._down_since = None
+        for i, (what, fn, args) in enumerate(missed):
+            self._try(what, fn, *args)
+            if self._down_since is not None:  # down again: the rest waits, in order, behind it
+                self._missed += missed[i + 1 :]
+                return False
+        log.warning(
+            "MLflow: the server at %s answers again after %.0f s; logged the %d calls it missed",
+            redact(server or ""),
+            down_s,
+            len(missed),
+        )
+        return True
+
+    def _report_missed(self) -> None:
+        """Say what the search could not log: the server never came back."""
+        whats = [what for what, _, _ in self._missed]
+        shown = "; ".join(whats[:6]) + (f"; and {len(whats) - 6} more" if len(whats) > 6 else "")
+        log.warning(
+            "MLflow: the server at %s did not answer again: %d calls not logged (%s). Every trial's "
+            "results are in the search's folder %s",
+            redact(self._server() or ""),
+            len(whats),
+            shown,
+            Path(self.study).parent,
+        )
 
     def _server(self) -> str | None:
         return tracking_server(self.tracking_uri)

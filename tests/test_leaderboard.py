@@ -294,6 +294,18 @@ def test_write_report_writes_the_figures(report):
     ) in report.read_text()
 
 
+def test_two_searches_with_one_name_are_two_searches(tmp_path):
+    # The same --name in two results folders: the report of the latest holds its own trials only.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    font = client.create_experiment("font", artifact_location=str(tmp_path / "artifacts"))
+    log_search(client, font, "same", TRIALS[:3], tmp_path / "a" / "optuna_study.journal")
+    later = [("t0100", "completed", False, [0.30, 0.31], TRIALS[1][4])]
+    log_search(client, font, "same", later, tmp_path / "b" / "optuna_study.journal", started=T0 + DAY)
+    md = write_report(uri, "font", "same", tmp_path / "report", top=10, command=COMMAND).read_text()
+    assert "t0100" in md and not {"t0000", "t0001", "t0002"} & set(trial_ids(md))
+
+
 def test_write_report_without_finished_trials(store, tmp_path):
     md = write_report(store, "early", "early-1", tmp_path, command=COMMAND).read_text()
     assert "no trial has trained to its own end yet" in section(md, "Ranking")

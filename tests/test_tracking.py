@@ -395,3 +395,117 @@ def test_trial_runs_hold_the_full_config_epochs_and_fate(smoke, tmp_path):
 
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
+
+
+def _serve(db: Path, port: int, log_path: Path) -> subprocess.Popen:
+    """`mlflow server` on ``db`` at ``port``, once it answers."""
+    command = [
+        *(sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}"),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log_path, "a") as log:
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    deadline = time.monotonic() + 120
+    while not _answers(f"http://127.0.0.1:{port}"):
+        if server.poll() is not None or time.monotonic() > deadline:
+            _kill(server)
+            pytest.fail(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.25)
+    return server
+
+
+def _kill(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGKILL)  # as a crash would: no goodbye
+    server.wait(timeout=30)
+
+
+def _trial(trial_id: str) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, config={"lr": 1e-3}, last_result={})
+
+
+@pytest.mark.slow
+def test_a_server_killed_and_restarted_mid_search_loses_nothing(
+    space, empty_store, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setattr("search.tracking.PROBE_EVERY_S", 0.0)  # ask at every call whether it is back
+    db, port, log_path = tmp_path / "mlflow.db", _free_port(), tmp_path / "server.log"
+    shutil.copy(empty_store, db)
+    url = f"http://127.0.0.1:{port}"
+    server = _serve(db, port, log_path)
+    tracker = tracker_for(
+        space, SearchSettings(max_epochs=3), tmp_path / "results" / "restart", tracking_uri=url
+    )
+    a, b = _trial("a_00000"), _trial("b_00001")
+    try:
+        with caplog.at_level(logging.WARNING, logger="search.tracking"):
+            tracker.setup()
+            tracker.on_trial_start(0, [], a)
+            tracker.on_trial_result(0, [], a, {"epoch": 1, "val_acc": 0.1})
+            _kill(server)
+            # While it is down: a trial starts, both report.
+            tracker.on_trial_start(0, [], b)
+            tracker.on_trial_result(0, [], a, {"epoch": 2, "val_acc": 0.2})
+            tracker.on_trial_result(0, [], b, {"epoch": 1, "val_acc": 0.5})
+            server = _serve(db, port, log_path)
+            tracker.on_trial_result(0, [], a, {"epoch": 3, "val_acc": 0.3})  # back: the missed calls first
+            for trial, value in ((a, 0.3), (b, 0.5)):
+                trial.last_result = {"epoch": 3, "val_acc": value, "stopped": "completed"}
+                tracker.on_trial_complete(0, [], trial)
+            tracker.on_experiment_end([])
+            tracker.finish({"val_acc": 0.5, "best_trial": "b_00001"}, [])
+        client = MlflowClient(url)
+        runs = {r.info.run_name: r for r in trial_runs(client, "restart")}
+        assert sorted(runs) == ["a_00000", "b_00001"]
+        assert [m.step for m in client.get_metric_history(runs["a_00000"].info.run_id, "val_acc")] == [
+            1,
+            2,
+            3,
+        ]
+        assert [m.value for m in client.get_metric_history(runs["b_00001"].info.run_id, "val_acc")] == [0.5]
+        assert {r.info.status for r in runs.values()} == {"FINISHED"}
+        (parent,) = search_runs(client, "restart")
+        assert parent.info.status == "FINISHED" and parent.data.tags["hpsearch.best_trial"] == "b_00001"
+        messages = [r.message for r in caplog.records if r.name == "search.tracking"]  # not urllib3's
+        assert f"MLflow: the server at {url} stopped answering" in messages[0]
+        assert any("answers again" in m and "logged the 3 calls it missed" in m for m in messages)
+        assert not any("not logged" in m for m in messages)
+    finally:
+        if server.poll() is None:
+            _kill(server)
+
+
+@pytest.mark.slow
+def test_a_server_that_never_comes_back_is_named_with_what_was_not_logged(
+    space, empty_store, tmp_path, caplog
+):
+    db, port, log_path = tmp_path / "mlflow.db", _free_port(), tmp_path / "server.log"
+    shutil.copy(empty_store, db)
+    server = _serve(db, port, log_path)
+    tracker = tracker_for(
+        space,
+        SearchSettings(max_epochs=3),
+        tmp_path / "results" / "gone",
+        tracking_uri=f"http://127.0.0.1:{port}",
+    )
+    a = _trial("a_00000")
+    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+        tracker.setup()
+        tracker.on_trial_start(0, [], a)
+        _kill(server)
+        started = time.monotonic()
+        tracker.on_trial_result(0, [], a, {"epoch": 1, "val_acc": 0.1})
+        tracker.on_trial_result(0, [], a, {"epoch": 2, "val_acc": 0.2})
+        a.last_result = {"epoch": 2, "val_acc": 0.2, "stopped": "completed"}
+        tracker.on_trial_complete(0, [], a)
+        tracker.finish({"val_acc": 0.2}, [])
+        assert time.monotonic() - started < 30  # not MLflow's minutes of retries per call
+    last = [r.message for r in caplog.records if r.name == "search.tracking"][-1]
+    assert "did not answer again: 5 calls not logged" in last
+    assert (
+        "(logging trial a_00000 epoch 1; logging trial a_00000 epoch 2; ending trial a_00000's run; "
+        "keeping the best trials' models; finishing the search's run)"
+    ) in last
+    assert str(tmp_path / "results" / "gone") in last
