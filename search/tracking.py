@@ -73,7 +73,8 @@ class MlflowTracker(Callback):
     ``experiment`` None is the task's name. ``data`` (the search's data: its digest and source)
     tags the parent run and every trial's run, and is their MLflow dataset input. A search run
     again on the same ``experiment_dir`` (``--resume``) finds its parent and trial runs again by
-    their tags instead of adding new ones.
+    their tags instead of adding new ones; a trial that trains again gets a new run in place of
+    its cut-short one (deleted), so that a run holds one attempt's history.
     """
 
     def __init__(
@@ -158,7 +159,7 @@ class MlflowTracker(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Trials still running when the search stops (Ctrl-C, a crash) keep fate `running`;
-        # --resume reopens their runs.
+        # on --resume they train again, each in a new run that replaces its cut-short one.
         for trial_id in sorted(set(self._open) | set(self._trials)):
             self._try(f"closing trial {trial_id}'s run", self._kill_trial, trial_id)
 
@@ -380,13 +381,12 @@ class MlflowTracker(Callback):
         if parent is None:
             return
         client, trial_id = self.client, trial.trial_id
-        run_id = self._runs.get(trial_id)
-        if run_id is not None:  # --resume: the trial runs again in its earlier run
-            client.update_run(run_id, status="RUNNING")
-            client.log_batch(run_id, tags=[RunTag("hpsearch.fate", RUNNING)])
-            self._last_step[trial_id] = self._last_logged_step(run_id)
-            self._open.add(trial_id)
-            return
+        earlier = self._runs.get(trial_id)
+        if earlier is not None:
+            # --resume: the trial trains again from its first report. Its earlier, cut-short run
+            # goes (deleted, so restorable): one run per trial, with one attempt's history.
+            client.delete_run(earlier)
+            self._last_step.pop(trial_id, None)
         config = self._trial_config(trial.config)
         tags = {
             "mlflow.parentRunId": parent,
@@ -399,6 +399,7 @@ class MlflowTracker(Callback):
             "hpsearch.device": "cuda" if self.settings.gpus_per_trial > 0 else "cpu",
             "hpsearch.code_version": self._code,
             **(self.data.tags() if self.data else {}),
+            **({"hpsearch.restarted_from": earlier} if earlier else {}),
         }
         run_id = client.create_run(self._experiment_id, tags=tags, run_name=trial_id).info.run_id
         self._runs[trial_id] = run_id
@@ -422,7 +423,7 @@ class MlflowTracker(Callback):
         if not self._started(trial_id):
             return
         run_id = self._runs.get(trial_id)
-        # A trial restarted by --resume trains again from epoch 1: its earlier epochs are logged.
+        # Each step once per run.
         if run_id is None or step <= self._last_step.get(trial_id, 0):
             return
         now = _now_ms()
@@ -452,11 +453,6 @@ class MlflowTracker(Callback):
 
     def _trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.settings.trial_config(self.space.task, self.space.baseline, params)
-
-    def _last_logged_step(self, run_id: str) -> int:
-        logged = self.client.get_run(run_id).data.metrics
-        key = next((k for k in METRICS if k in logged), None)
-        return max((m.step for m in self.client.get_metric_history(run_id, key)), default=0) if key else 0
 
     # Failures
 

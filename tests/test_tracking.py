@@ -254,7 +254,7 @@ def test_trial_that_dies_leaves_its_run_marked_failed(eight):
         assert "hpsearch.error" not in run.data.tags
 
 
-def test_resumed_search_reuses_its_runs(space, default_store, tmp_path):
+def test_resumed_search_replaces_a_restarted_trials_run(space, default_store, tmp_path):
     settings = SearchSettings(trials=2, max_epochs=3)
     tracker = tracker_for(space, settings, tmp_path / "results" / "resumed")
     trial = SimpleNamespace(trial_id="abc_00001", config={"lr": 1e-3}, last_result={})
@@ -271,9 +271,10 @@ def test_resumed_search_reuses_its_runs(space, default_store, tmp_path):
     again = pickle.loads(pickle.dumps(tracker))
     assert again._client is None and again._runs == {}
     again.setup()
+    (cut_short,) = trial_runs(default_store, "resumed")
     again.on_trial_start(0, [], trial)  # the trial trains again from epoch 1
-    for epoch in (1, 2, 3):
-        again.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 10})
+    for epoch in (1, 2, 3):  # (other values than the first attempt's: a GPU is not bit-exact)
+        again.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 100})
     trial.last_result = {"epoch": 3, "stopped": "completed"}
     again.on_trial_complete(0, [], trial)
     again.finish({"val_acc": 0.3}, [])
@@ -281,10 +282,13 @@ def test_resumed_search_reuses_its_runs(space, default_store, tmp_path):
     (parent,) = search_runs(default_store, "resumed")
     assert parent.info.run_id == tracker._parent_id and parent.info.status == "FINISHED"
     assert parent.data.metrics == {"best_val_acc": 0.3}
-    (run,) = trial_runs(default_store, "resumed")
+    (run,) = trial_runs(default_store, "resumed")  # one run per trial
     assert run.info.status == "FINISHED" and run.data.tags["hpsearch.fate"] == "completed"
     history = default_store.get_metric_history(run.info.run_id, "val_acc")
-    assert sorted(m.step for m in history) == [1, 2, 3]  # epochs 1 and 2 not logged twice
+    # The second attempt's history alone, not the first's epochs 1-2 mixed in.
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.01), (2, 0.02), (3, 0.03)]
+    assert run.data.tags["hpsearch.restarted_from"] == cut_short.info.run_id
+    assert default_store.get_run(cut_short.info.run_id).info.lifecycle_stage == "deleted"
 
 
 def test_tracker_goes_on_without_a_server(space, tmp_path, caplog):
