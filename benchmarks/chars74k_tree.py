@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 from rich.progress import track
 
-from search.cli import ArgumentParser
+from plumbing.cli import ArgumentParser
 from trainables.data.font_folders import CHARS74K_ORDER, STYLES_PER_FONT
 from trainables.data.font_render import (
     STYLES,

@@ -37,13 +37,13 @@ from mlflow.entities import Run
 from benchmarks.epoch_time import synthetic
 from benchmarks.machine import write_markdown
 from benchmarks.overhead import EXPERIMENT, SPACE, TrialClock, new_store, noop_trial, tracker_for
-from search.cli import ArgumentParser, run_main
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
 from search.cluster import quiet_libraries, start_ray
 from search.space import load_space
 from search.tracking import METRICS
 from search.tuner import SearchSettings, build_tuner
 from trainables.data.splits import Splits
-from trainables.errors import UsageError
 from trainables.fates import COMPLETED
 
 if __name__ != "__main__":

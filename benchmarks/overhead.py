@@ -45,7 +45,8 @@ from ray import tune
 
 from benchmarks.epoch_time import synthetic
 from benchmarks.machine import write_markdown
-from search.cli import run_main
+from plumbing.cli import run_main
+from plumbing.errors import UsageError
 from search.cluster import quiet_libraries, start_ray
 from search.data import load_space_data
 from search.space import Space, load_space
@@ -53,7 +54,6 @@ from search.tracking import METRICS, MlflowTracker
 from search.tuner import SearchSettings, build_tuner
 from trainables.config import resolve_config
 from trainables.data.splits import Split, Splits
-from trainables.errors import UsageError
 from trainables.loop import evaluate, train
 
 if __name__ != "__main__":

@@ -35,14 +35,14 @@ from matplotlib.figure import Figure
 from benchmarks.epoch_time import synthetic
 from benchmarks.machine import write_markdown
 from benchmarks.overhead import SPACE, TrialClock, new_store, tracker_for
-from search.cli import run_main
+from plumbing.cli import run_main
+from plumbing.errors import UsageError
 from search.cluster import quiet_libraries, start_ray
 from search.data import load_space_data
 from search.space import Space, load_space
 from search.trainable import run_trial
 from search.tuner import SearchSettings, build_tuner
 from trainables.data.splits import Split, Splits, per_class_subset
-from trainables.errors import UsageError
 
 if __name__ != "__main__":
     # Ray workers may not import this file by name (a checkout not installed): ship it by value.

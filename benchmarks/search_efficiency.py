@@ -37,13 +37,13 @@ from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks.efficiency_report import END, EPOCH, FAILED, START, Event, tally, write_report
 from benchmarks.plain_optuna import run_plain_optuna
-from search.cli import run_main
+from plumbing.cli import run_main
+from plumbing.errors import UsageError
 from search.cluster import quiet_libraries
 from search.searcher import trial_fate
 from search.space import Space, load_space
 from search.tuner import SearchSettings, build_tuner, run_config_for, trainable_for
 from trainables.data.splits import Split, Splits, per_class_subset
-from trainables.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "spaces" / "mnist.py"

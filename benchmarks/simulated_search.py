@@ -42,13 +42,13 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks.machine import write_markdown
-from search.cli import run_main
+from plumbing.cli import run_main
+from plumbing.errors import UsageError
 from search.searcher import make_searcher
 from search.settings import SearchSettings
 from search.simulate import Simulation, best_so_far, simulate_optuna, simulate_ray
 from search.space import Space
 from search.stopping import make_scheduler
-from trainables.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 OUT, SMOKE_OUT = REPO / "reports/benchmarks/simulated_search.md", REPO / "results/simulated_search_smoke.md"

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
+from plumbing.servers import redact
 from reports.chance import chance_ceiling
 from reports.figures import make_figures
 from reports.render import AT_CHANCE, Page, html_page, leaderboard_tables, markdown
@@ -35,9 +38,6 @@ from reports.runs import (
     open_client,
 )
 from reports.study import Importances, param_importances
-from search.cli import ArgumentParser, run_main
-from search.provenance import redact
-from trainables.errors import UsageError
 
 DEFAULT_OUT = Path("reports/out")
 

@@ -17,9 +17,9 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from plumbing.errors import UsageError
+from plumbing.servers import reachable, redact, tracking_server
 from reports.chance import chance_ceiling, chance_level
-from search.provenance import reachable, redact, tracking_server
-from trainables.errors import UsageError
 from trainables.fates import FINISHED_FATES, PRUNED
 
 PRUNED_FATES = (PRUNED,)

@@ -1,7 +1,7 @@
 """Check that a user who opens MLflow's UI as the search tells them sees the search's runs.
 
 It serves the tracking store with ``mlflow server`` on loopback (or uses the tracking server
-the URI names), opens the address the search prints (search/ui.py) in headless Chromium, and
+the URI names), opens the address the search prints (plumbing/ui.py) in headless Chromium, and
 checks the rendered page: the "Training runs" table with the search's run in it. It saves a
 screenshot of what a user would see.
 
@@ -26,11 +26,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
+from plumbing.servers import redact, tracking_server
+from plumbing.ui import runs_url
 from reports.runs import latest_search, open_client
-from search.cli import ArgumentParser, run_main
-from search.provenance import redact, tracking_server
-from search.ui import runs_url
-from trainables.errors import UsageError
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 SERVER_START_S = 90.0  # mlflow server's first start migrates a fresh SQLite store: tens of seconds

@@ -10,8 +10,8 @@ import tempfile
 import ray
 import torch
 
+from plumbing.errors import UsageError
 from search.settings import SearchSettings
-from trainables.errors import UsageError
 
 
 def quiet_libraries() -> None:

@@ -23,12 +23,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from torch.nn import functional as F
 
-from search.cli import ArgumentParser, run_main
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
 from search.exported import ExportedConfig, read_exported
 from search.provenance import DataIdentity, code_version, experiment_id
 from search.retrain import Retrained, load_export_data, retrain, warn_if_other_data
 from search.train import epoch_printer
-from trainables.errors import UsageError
 from trainables.loop import pick_device
 
 

@@ -34,13 +34,13 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
 from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
-from search.cli import ArgumentParser, run_main
 from search.exported import ExportedConfig, write_exported
 from search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG
 from search.tracking import MODEL_TAG, global_tracking_uri
 from search.trainable import INFO_FILE, MODEL_FILE
-from trainables.errors import UsageError
 from trainables.fates import is_number
 
 DEFAULT_OUT = Path("exports")

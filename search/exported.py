@@ -41,10 +41,10 @@ import torch
 import yaml
 from torch import nn
 
+from plumbing.errors import UsageError
 from search.provenance import REPO
 from search.space import Space, load_space
 from trainables.config import resolve_config
-from trainables.errors import UsageError
 from trainables.models import MODELS, build_model
 from trainables.tasks import Task, get_task, normalise
 

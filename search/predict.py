@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search.cli import ArgumentParser, run_main
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
 from search.exported import read_exported
-from trainables.errors import UsageError
 from trainables.tasks import Task, get_task
 
 # How each grayscale task's training images frame a character: the ink's longer side in pixels,

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from search.cli import ArgumentParser, run_main
+from plumbing.cli import ArgumentParser, run_main
 from search.data import load_space_data
 from search.space import load_space
 

@@ -19,11 +19,12 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from plumbing.errors import UsageError
+from plumbing.servers import reachable, tracking_server
 from search.data import load_space_data
 from search.exported import ExportedConfig
-from search.provenance import DataIdentity, code_version, experiment_id, reachable, tracking_server
+from search.provenance import DataIdentity, code_version, experiment_id
 from trainables.data.splits import Split, Splits
-from trainables.errors import UsageError
 from trainables.loop import REPORT_METRICS, TrainResult, evaluate, predict_proba, train
 
 log = logging.getLogger(__name__)

@@ -19,22 +19,23 @@ from pathlib import Path
 
 import torch
 
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
+from plumbing.servers import reachable, redact, tracking_server
+from plumbing.ui import ui_hint
 from reports.leaderboard import write_report
-from search.cli import ArgumentParser, run_main
 from search.cluster import check_trials_fit, cluster_gpus, quiet_libraries, start_ray
 from search.data import load_space_data
 from search.interrupt import StopWatch, interrupted
 from search.plan import Plan, measure_epoch, plan_reports, wall_estimate_s
 from search.progress import LiveView
-from search.provenance import DataIdentity, reachable, redact, tracking_server
+from search.provenance import DataIdentity
 from search.searcher import close_study
 from search.space import Space, load_space
 from search.summary import top_finished, trials_frame
 from search.tracking import MlflowTracker
 from search.trainable import keep_checkpoints
 from search.tuner import SearchSettings, build_tuner, concurrent_slots, restore_tuner
-from search.ui import ui_hint
-from trainables.errors import UsageError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

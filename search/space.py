@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plumbing.errors import UsageError
 from trainables.config import resolve_config
-from trainables.errors import UsageError
 from trainables.tasks import Task, get_task
 
 REQUIRED = ("TASK", "METRIC", "MODE", "BUDGET_S", "MAX_EPOCHS", "BASELINE", "space")

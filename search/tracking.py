@@ -35,17 +35,10 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 from ray.tune import Callback
 
+from plumbing.servers import reachable, redact, tracking_server
 from search.exported import build_classifier
 from search.interrupt import search_stopping
-from search.provenance import (
-    DATA_DIGEST_TAG,
-    DataIdentity,
-    code_version,
-    experiment_id,
-    reachable,
-    redact,
-    tracking_server,
-)
+from search.provenance import DATA_DIGEST_TAG, DataIdentity, code_version, experiment_id
 from search.searcher import STUDY_FILE
 from search.settings import SearchSettings
 from search.space import Space

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from search.cli import ArgumentParser, run_main
+from plumbing.cli import ArgumentParser, run_main
+from plumbing.errors import UsageError
 from search.exported import read_exported
 from search.provenance import DataIdentity
 from search.retrain import load_export_data, retrain, warn_if_other_data
 from search.space import load_space
 from trainables.config import parse_assignments, resolve_config
-from trainables.errors import UsageError
 from trainables.loop import evaluate, pick_device, train
 from trainables.models import count_params
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import load
-from search.cli import run_main
+from plumbing.cli import run_main
 from tests.test_bench_overhead_scaling import _header_ok, _number, _table
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import overhead, scaling
-from search.cli import run_main
+from plumbing.cli import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from benchmarks.efficiency_report import (
     write_events,
 )
 from benchmarks.search_efficiency import LABELS, main
-from search.cli import run_main
+from plumbing.cli import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 
 import search.trainable
+from plumbing.errors import UsageError
 from search.settings import SearchSettings
 from search.space import load_space
 from search.summary import trials_frame
 from search.trainable import run_trial
 from search.tuner import build_tuner
 from tests.search_helpers import TINY_SPACE, tiny_data, write_tiny_space
-from trainables.errors import UsageError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from plumbing.errors import UsageError
 from trainables.augment import AUGMENTATIONS
 from trainables.config import TRAIN_DEFAULTS, defaults_for, parse_assignments, resolve_config
-from trainables.errors import UsageError
 from trainables.models import MODELS
 from trainables.tasks import TASKS
 

@@ -19,6 +19,7 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
+from plumbing.errors import UsageError
 from search import ensemble, export
 from search.exported import read_exported
 from search.retrain import load_export_data, retrain, with_val_in_train
@@ -26,7 +27,6 @@ from search.space import load_space
 from search.tracking import MlflowTracker
 from search.tuner import SearchSettings
 from tests.fake_datasets import write_mnist
-from trainables.errors import UsageError
 from trainables.tasks import VAL_SIZE
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,6 +13,7 @@ import torch
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw
 
+from plumbing.errors import UsageError
 from trainables.data.font import FONT_CLASSES, load_font, validate_classes
 from trainables.data.font_folders import load_imagefolder
 from trainables.data.font_render import (
@@ -28,7 +29,6 @@ from trainables.data.font_render import (
     split_sizes,
 )
 from trainables.data.registry import DATASETS
-from trainables.errors import UsageError
 
 MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 SMALL = "0Aa"  # a digit, an upper- and a lower-case letter: labels 0, 1, 2

@@ -21,9 +21,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
+from plumbing.errors import UsageError
 from reports.leaderboard import write_report
 from reports.study import param_importances
-from trainables.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = "font-20261123-120000"

@@ -26,8 +26,9 @@ from PIL import Image
 from ray.tune import Checkpoint
 from search_helpers import tiny_data, write_tiny_space
 
+from plumbing.cli import run_main
+from plumbing.errors import UsageError
 from search import export, predict, trainable
-from search.cli import run_main
 from search.exported import build_classifier, read_exported
 from search.run import parse_args, settings_from
 from search.space import load_space
@@ -35,7 +36,6 @@ from search.summary import top_finished, trials_frame
 from search.tracking import MODEL_TAG, RANK_TAG, MlflowTracker, global_tracking_uri
 from search.trainable import EXAMPLE_FILE, INFO_FILE, MODEL_FILE, KeptCheckpoint, keep_checkpoints
 from search.tuner import SearchSettings, build_tuner
-from trainables.errors import UsageError
 from trainables.loop import TrainResult, evaluate, train
 from trainables.tasks import get_task
 

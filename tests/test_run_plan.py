@@ -129,8 +129,8 @@ def test_ctrl_c_exits_130_and_the_printed_command_resumes_it(tmp_path):
 
 
 def test_resume_refuses_an_option_that_differs_from_the_search(tmp_path):
+    from plumbing.errors import UsageError
     from search.run import RECORD, main, parse_args, settings_from, write_record
-    from trainables.errors import UsageError
 
     args = parse_args(run_cli(tmp_path, "--trials", "6", "--quick")[2:])
     folder = tmp_path / "results" / "stop"

@@ -24,7 +24,7 @@ from search_helpers import (
     write_tiny_space,
 )
 
-from search.cli import run_main
+from plumbing.cli import run_main
 from search.run import main, parse_args, settings_from
 from search.searcher import STUDY_FILE
 from search.space import load_space

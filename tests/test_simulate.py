@@ -14,12 +14,12 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from plumbing.errors import UsageError
 from search.searcher import make_searcher
 from search.settings import SearchSettings
 from search.simulate import best_so_far, simulate_optuna, simulate_ray
 from search.space import Space
 from search.stopping import MEASURING, OFF, PRUNING, RankCheckedASHA, make_scheduler
-from trainables.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_T = 9

@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from plumbing.errors import UsageError
 from search.space import REQUIRED, load_space
 from trainables.config import defaults_for, resolve_config
-from trainables.errors import UsageError
 from trainables.tasks import TASKS
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"

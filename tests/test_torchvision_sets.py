@@ -12,6 +12,7 @@ import pytest
 import torch
 from torchvision import datasets
 
+from plumbing.errors import UsageError
 from tests.fake_datasets import (
     FakeData,
     cifar_md5_patch,
@@ -24,7 +25,6 @@ from tests.fake_datasets import (
 from trainables.data import torchvision_sets
 from trainables.data.registry import DATASETS
 from trainables.data.splits import Splits
-from trainables.errors import UsageError
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
 

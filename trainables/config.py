@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from trainables.errors import UsageError
+from plumbing.errors import UsageError
 from trainables.models import MODELS
 from trainables.tasks import Task
 

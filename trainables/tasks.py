@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
+from plumbing.errors import UsageError
 from trainables.data.splits import Split, Splits
-from trainables.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from plumbing.errors import UsageError
 from trainables.data.splits import Splits
-from trainables.errors import UsageError
 
 DatasetLoader = Callable[..., Splits]
 DATASETS: dict[str, DatasetLoader] = {}
