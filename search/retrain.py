@@ -25,6 +25,7 @@ from search.data import load_space_data
 from search.exported import ExportedConfig
 from search.provenance import DataIdentity, code_version, experiment_id
 from trainables.data.splits import Split, Splits
+from trainables.fates import DIVERGED
 from trainables.loop import REPORT_METRICS, TrainResult, evaluate, predict_proba, train
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,11 @@ def retrain(
     except Exception as e:
         run.end("FAILED", tags={"hpsearch.error": f"{type(e).__name__}: {e}"[:500]})
         raise
+    try:
+        check_trained(result)
+    except UsageError:
+        run.end("FAILED", tags={"hpsearch.fate": result.stopped})
+        raise
     probs = predict_proba(result.model, data.test, task)
     test_loss, test_acc = evaluate(result.model, data.test, task)
     run.end(
@@ -232,3 +238,13 @@ def retrain(
         tags={"hpsearch.fate": result.stopped},
     )
     return Retrained(exported, config, result, test_loss, test_acc, probs, run.run_id)
+
+
+def check_trained(result: TrainResult) -> None:
+    """Refuse to test a run that diverged before any finite report: its weights are the untrained
+    ones (the loop never keeps NaN weights), and their test accuracy would pass for a result."""
+    if result.stopped == DIVERGED and not result.best_epoch:
+        raise UsageError(
+            "the run diverged before its first report (a loss of NaN or inf): no trained weights to "
+            "test; lower lr, or try another optimizer"
+        )

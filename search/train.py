@@ -25,7 +25,7 @@ from plumbing.cli import ArgumentParser, run_main
 from plumbing.errors import UsageError
 from search.exported import read_exported
 from search.provenance import DataIdentity
-from search.retrain import load_export_data, retrain, warn_if_other_data
+from search.retrain import check_trained, load_export_data, retrain, warn_if_other_data
 from search.space import load_space
 from trainables.config import parse_assignments, resolve_config
 from trainables.loop import evaluate, pick_device, train
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train(
         task, config, data, device=device, budget_s=budget, on_epoch=epoch_printer(config["epochs"])
     )
+    check_trained(result)
     test_loss, test_acc = evaluate(result.model, data.test, task)
     summary = {
         "task": task.name,

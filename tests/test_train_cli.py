@@ -172,3 +172,14 @@ def test_train_baseline_reaches_high_accuracy_on_real_mnist_in_one_epoch(tmp_pat
     assert result.best_val_acc > 0.9
     assert list((tmp_path / "cache").glob("mnist-*.pt"))
     assert listing(SHARED_DATA) == before  # the shared folder is only read
+
+
+def test_train_cli_refuses_to_test_a_run_that_diverged_before_its_first_report(fake_root):
+    # lr 1e6: the first report's loss is NaN; the kept weights would be the untrained ones.
+    args = ["--space", "spaces/mnist.py", "--set", "optimizer=sgd", "--set", "lr=1e6", "--epochs", "1"]
+    done = run_cli(fake_root, *args, "--set", "channels=4", "--set", "fc1=16", "--set", "fc2=16")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the run diverged before its first report")
+    assert done.stdout == ""  # no summary, so no test accuracy of untrained weights
