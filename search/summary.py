@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,14 +21,15 @@ def trials_frame(results: ResultGrid, space: Space, settings: SearchSettings) ->
     rows: list[dict[str, Any]] = []
     for result in results:
         history = result.metrics_dataframe
-        trial_id = (result.metrics or {}).get("trial_id") or result.path.rsplit("_", 2)[-2]
+        trial_id = trial_id_of(result)
         config = settings.trial_config(space.task, space.baseline, result.config or {})
         row = {
             "trial_id": trial_id,
             "fate": FAILED
             if result.error
             else trial_fate(result.metrics, False, budget_s, stopping=ended_by_the_stop(trial_id)),
-            "baseline": config == baseline,
+            # A trial that never started has no config yet: not the baseline, whose defaults it shows.
+            "baseline": bool(result.config) and config == baseline,
             "error": error_line(result.error) if result.error else "",
         }
         if history is not None and space.metric in history:
@@ -47,6 +50,16 @@ def trials_frame(results: ResultGrid, space: Space, settings: SearchSettings) ->
             [space.metric, "train_time_s"], ascending=[space.mode == "min", True], na_position="last"
         )
     return frame.reset_index(drop=True)
+
+
+def trial_id_of(result: Any) -> str:
+    """A result's trial id: its last report's, or (a trial that never reported) from its folder,
+    ``<trainable>_<trial id>_<n>_<params>_<date>_<time>``, where Tune's ids are 8 hex digits."""
+    reported = (result.metrics or {}).get("trial_id")
+    if reported:
+        return reported
+    parts = Path(result.path).name.split("_")
+    return next((part for part in parts if re.fullmatch(r"[0-9a-f]{8}", part)), Path(result.path).name)
 
 
 def error_line(error: BaseException) -> str:

@@ -175,5 +175,6 @@ def _exists(checkpoint: Checkpoint) -> bool:
 
 
 def _trial_id(result: Any) -> str:
-    # As search/summary.py names a result's trial: its last report's trial_id, else its folder's.
-    return (result.metrics or {}).get("trial_id") or result.path.rsplit("_", 2)[-2]
+    from search.summary import trial_id_of  # (pandas: the driver's, not every trial's, import)
+
+    return trial_id_of(result)

@@ -150,3 +150,18 @@ def test_closing_a_study_fails_the_trials_it_left_running_and_keeps_the_rest(tmp
     assert close_study(results_dir) == [handed_out.number]  # at the end nothing runs any more
     states = [t.state for t in optuna.load_study(study_name=results_dir.name, storage=storage).trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+
+
+def test_a_trial_that_never_started_is_not_listed_as_the_baseline(tmp_path):
+    from types import SimpleNamespace
+
+    space = load_space(write_tiny_space(tmp_path))
+    settings = SearchSettings(trials=2, max_epochs=3)
+
+    def result(config: dict, trial_id: str) -> SimpleNamespace:
+        path = f"/results/stop/run_trial_{trial_id}_1_x=1_2026-12-02_03-00-00"
+        return SimpleNamespace(metrics={}, metrics_dataframe=None, config=config, error=None, path=path)
+
+    baseline = {k: space.baseline[k] for k in ("lr", "batch_size")}
+    frame = trials_frame([result(baseline, "aaaa0000"), result({}, "bbbb0001")], space, settings)
+    assert frame.set_index("trial_id")["baseline"].to_dict() == {"aaaa0000": True, "bbbb0001": False}
