@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import mlflow
 import pytest
 import torch
 
@@ -126,6 +127,25 @@ def test_ctrl_c_exits_130_and_the_printed_command_resumes_it(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     trials = (tmp_path / "results" / "stop" / "trials.csv").read_text().splitlines()
     assert len(trials) == 1 + 6
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_any_trial_reports_exits_130_with_nothing_left_running(tmp_path):
+    write_mnist(tmp_path / "data", n_train=5600, n_test=100)
+    argv = run_cli(tmp_path, "--trials", "4", "--max-epochs", "3", "--reports-per-epoch", "1")
+    proc = subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    # The first trial's folder exists, and nothing in it yet: no trial has reported.
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list((tmp_path / "results" / "stop").glob("*/result.json")):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    runs = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])
+    assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
 
 
 def test_resume_refuses_an_option_that_differs_from_the_search(tmp_path):
