@@ -513,3 +513,31 @@ def test_a_server_that_never_comes_back_is_named_with_what_was_not_logged(
         "keeping the best trials' models; finishing the search's run)"
     ) in last
     assert str(tmp_path / "results" / "gone") in last
+
+
+def test_a_trial_whose_run_failed_to_start_once_still_gets_its_epochs_and_fate(
+    space, default_store, tmp_path
+):
+    tracker = tracker_for(space, SearchSettings(max_epochs=2), tmp_path / "results" / "late")
+    real_start = tracker._start_trial
+    failures = []
+
+    def start_fails_once(trial):
+        if not failures:
+            failures.append(trial.trial_id)
+            raise RuntimeError("database is locked")  # as SQLite says under a burst of writers
+        real_start(trial)
+
+    tracker._start_trial = start_fails_once
+    trial = _trial("late_00000")
+    tracker.setup()
+    tracker.on_trial_start(0, [], trial)  # fails: one warning, no run yet
+    for epoch in (1, 2):
+        tracker.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 10})
+    trial.last_result = {"epoch": 2, "val_acc": 0.2, "stopped": "completed"}
+    tracker.on_trial_complete(0, [], trial)
+    assert failures == ["late_00000"]
+    (run,) = trial_runs(default_store, "late")
+    assert run.info.status == "FINISHED" and run.data.tags["hpsearch.fate"] == "completed"
+    history = default_store.get_metric_history(run.info.run_id, "val_acc")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2)]
