@@ -28,6 +28,7 @@ from plumbing.servers import redact
 from reports.chance import chance_ceiling
 from reports.figures import make_figures
 from reports.render import AT_CHANCE, Page, html_page, leaderboard_tables, markdown
+from reports.rungs import rung_line
 from reports.runs import (
     FINISHED_FATES,
     PRUNED_FATES,
@@ -102,6 +103,7 @@ def _facts(runs: SearchRuns, importances: Importances, tracking_uri: str) -> lis
         ("trials", f"{len(runs.trials)}" + (f" ({fates})" if fates else "")),
         ("at chance", _chance_line(runs)),
         ("early stopping", tags.get("hpsearch.stopping_rule", "not recorded")),
+        ("first rung vs the end", rung_line(runs)),
         ("best", _best_line(runs, footing)),
         ("parameter importance", _importance_line(importances)),
         ("search command", tags.get("hpsearch.command", "unknown")),

@@ -11,8 +11,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
@@ -23,6 +25,8 @@ from optuna.trial import TrialState, create_trial
 
 from plumbing.errors import UsageError
 from reports.leaderboard import write_report
+from reports.rungs import RungCheck, first_rung_against_last
+from reports.runs import SearchRuns
 from reports.study import param_importances
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,6 +261,46 @@ def test_write_report_says_when_the_baseline_was_pruned(store, tmp_path):
         "; the baseline t0000 was pruned by ASHA, so there is no finished baseline to compare with"
     )
     assert "+" not in best  # no gain computed against a baseline that never finished
+
+
+def test_write_report_measures_the_first_rung_against_the_end(report):
+    # The 6 finished trials with reports past epoch 1. Ranks at epoch 1: t0000 3, t0001 4,
+    # t0002 5, t0005 2, t0007 6, t0008 1; at their last epoch: 2, 6, 3.5, 5, 3.5, 1 (t0002 and
+    # t0007 tie at 0.78). Pearson on the ranks: 6 / sqrt(17.5 * 17) = +0.35.
+    assert (
+        "- **first rung vs the end**: epoch 1 against each trial's last epoch:"
+        " Spearman rho +0.35 over 6 trials trained to their end\n"
+    ) in report.read_text()
+
+
+def test_write_report_says_when_the_first_rung_cannot_be_measured(store, tmp_path):
+    md = write_report(store, "pruned-baseline", None, tmp_path, command=COMMAND).read_text()
+    # One finished trial (t0001): a rank correlation needs at least 3.
+    assert "- **first rung vs the end**: epoch 1 against each trial's last epoch: not measured" in md
+
+
+def _runs_with(histories: list[list[float]], grace: int = 1) -> SearchRuns:
+    parent = SimpleNamespace(data=SimpleNamespace(params={"grace_period": str(grace)}, tags={}))
+    trials = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(len(histories))],
+            "fate": ["completed"] * len(histories),
+            "best": [max(h) for h in histories],
+            "train_time_s": [1.0] * len(histories),
+        }
+    )
+    series = {f"r{i}": pd.Series(h, index=range(1, len(h) + 1)) for i, h in enumerate(histories)}
+    return SearchRuns("e", "s", "val_acc", "max", parent, trials, series)
+
+
+def test_first_rung_against_last_reads_the_grace_periods_report():
+    # At report 1 the order is reversed at the end; at report 2 it is the end's order.
+    curves = [[0.1, 0.5, 0.6], [0.2, 0.4, 0.5], [0.3, 0.3, 0.4], [0.4, 0.2, 0.3]]
+    assert first_rung_against_last(_runs_with(curves, grace=1)) == RungCheck(1, 4, -1.0)
+    assert first_rung_against_last(_runs_with(curves, grace=2)) == RungCheck(2, 4, 1.0)
+    # A trial that ended at the rung says nothing about what came after it.
+    assert first_rung_against_last(_runs_with([*curves, [0.9]], grace=1)).trials == 4
+    assert first_rung_against_last(_runs_with(curves[:2])).rho is None
 
 
 def test_write_report_wide_tables_scroll_in_the_html(report):
