@@ -3,7 +3,8 @@
     python benchmarks/search_efficiency.py [--seeds 0 1 2] [--wall-budget 210] [--smoke]
 
 Three ways to search the same space (spaces/mnist.py) with 2 concurrent workers, each given the
-same wall budget per seed, on a reduced setting that fits a 2-core CPU (FULL below):
+same wall budget per seed, on a reduced setting that fits a 2-core CPU (FULL below), and what
+searching is for, the seed's own baseline trained for that same wall time:
 
 - ours: exactly what search/run.py builds (search.tuner.build_tuner): Ray Tune, seeded
   multivariate TPE, the seed's baseline as trial 0, ASHA over epochs.
@@ -11,9 +12,12 @@ same wall budget per seed, on a reduced setting that fits a 2-core CPU (FULL bel
   the same define-by-run space, no baseline first, FIFO (no early stopping).
 - optuna: plain Optuna, TPE at its defaults with its default MedianPruner, 2 worker processes
   sharing a journal storage, training with the same loop (benchmarks/plain_optuna.py).
+- baseline: no search: the seed's hand-tuned config (spaces/mnist.py's BASELINE) trained once
+  with the same loop, on both CPUs, for the whole wall budget, its schedule over the epochs
+  that fit it (as a search's trial fits its budget).
 
 Writes the report, the best-so-far figure (.png) and the raw events (_events.csv) to --out.
-``--smoke`` is a tiny run of all three (about a minute) that the tests run so this cannot rot.
+``--smoke`` is a tiny run of all four (about a minute) that the tests run so this cannot rot.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import optuna
 import ray
+import torch
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -44,6 +49,7 @@ from search.searcher import trial_fate
 from search.space import Space, load_space
 from search.tuner import SearchSettings, build_tuner, run_config_for, trainable_for
 from trainables.data.splits import Split, Splits, per_class_subset
+from trainables.loop import Horizon, train
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "spaces" / "mnist.py"
@@ -68,11 +74,12 @@ TRIALS_CAP = 100  # never reached within the wall budget; it also sets our TPE's
 SEEDS = (0, 1, 2)
 OUT, SMOKE_OUT = Path("reports/benchmarks/search_efficiency.md"), Path("results/search_efficiency_smoke.md")
 
-OURS, RANDOM, OPTUNA = "ours", "random", "optuna"
+OURS, RANDOM, OPTUNA, BASELINE = "ours", "random", "optuna", "baseline"
 LABELS = {
-    OURS: "our search (TPE + ASHA, baseline first)",
+    OURS: "our search (TPE + rank-checked ASHA, baseline first)",
     RANDOM: "random search, no early stopping",
     OPTUNA: "plain Optuna (TPE + MedianPruner)",
+    BASELINE: "no search: the seed's baseline trained for the wall budget",
 }
 
 
@@ -123,6 +130,7 @@ def build_random_tuner(
             scheduler=FIFOScheduler(),  # every trial runs to its own end
             num_samples=settings.trials,
             time_budget_s=settings.time_budget_s,
+            reuse_actors=True,  # as build_tuner: the two Ray methods pay the same per-trial cost
         ),
         run_config=run_config_for(settings, experiment_dir, callbacks),
     )
@@ -165,6 +173,39 @@ def run_ray_search(
     return log.events
 
 
+def run_baseline(space: Space, data: Splits, setting: Setting, seed: int) -> list[Event]:
+    """The seed's config trained once for the wall budget on every CPU: what a search must beat.
+
+    Its horizon is the space's own (MAX_EPOCHS), shrunk to what the wall budget fits after the
+    first epoch, as a search's trial fits its budget; its events are one trial's.
+    """
+    origin = time.perf_counter()
+    events = [Event(0, START, 0.0)]
+    torch.set_num_threads(WORKERS)  # the machine the searches share between their workers
+    settings = SearchSettings(max_epochs=space.max_epochs, seed=seed)
+    config = settings.trial_config(space.task, space.baseline, {})
+
+    def on_epoch(report: dict) -> None:
+        t_s = time.perf_counter() - origin
+        events.append(Event(0, EPOCH, t_s, epoch=int(report["epoch"]), val_acc=float(report["val_acc"])))
+
+    try:
+        result = train(
+            space.task,
+            config,
+            data,
+            device=torch.device("cpu"),
+            budget_s=setting.wall_s,
+            on_epoch=on_epoch,
+            horizon=Horizon(space.max_epochs, 1, fit_budget=True),
+            started=origin,
+        )
+    finally:
+        torch.set_num_threads(1)
+    events.append(Event(0, END, time.perf_counter() - origin, fate=result.stopped))
+    return events
+
+
 def load_data(space: Space, setting: Setting, data_dir: Path, cache_dir: Path) -> Splits:
     # Never downloads: the official .gz files under data_dir are unpacked into cache_dir, and
     # missing ones are a one-line error naming them.
@@ -189,15 +230,16 @@ def settings_lines(
         *(["**SMOKE RUN: a test of the benchmark, not a measurement.**"] if smoke else []),
         f"Data: real MNIST; {setting.train_per_class} training images per class ({len(data.train):,}, "
         f"a subset drawn with seed 0), {val} ({len(data.val):,}) for val_acc; test unused.",
-        f"Space: `spaces/mnist.py` for all three methods; epochs capped at {setting.max_epochs}; "
+        f"Space: `spaces/mnist.py` for the three searches; epochs capped at {setting.max_epochs}; "
         f"{setting.trial_budget_s:.0f} s of training per trial at most; training seed 0 in every trial.",
         f"{WORKERS} concurrent workers, 1 CPU and 1 torch thread each, CPU only; "
         f"wall budget {setting.wall_s:.0f} s per method per seed; seeds {', '.join(map(str, seeds))}; "
         "the order of the methods rotates with the seed.",
         f"Target val_acc {TARGET:g}, fixed before the runs.",
         f"{LABELS[OURS]}: `search.tuner.build_tuner`, as `search/run.py` builds it (TPE multivariate, "
-        "group, constant liar, 10 random start-up trials, seeded; ASHA grace 1, reduction factor 3, "
-        f"max_t {setting.max_epochs}), without the MLflow tracker and live view.",
+        "group, constant liar, 10 random start-up trials, seeded; `search.stopping.make_scheduler`: "
+        f"ASHA rungs from grace 1 with reduction factor 3 up to max_t {setting.max_epochs}, each "
+        "stopping trials only once it has shown it ranks them), without the MLflow tracker and live view.",
         f"{LABELS[RANDOM]}: Ray Tune, Optuna's RandomSampler (seeded) over the same space, FIFO scheduler, "
         "the same trainable, per-trial budget and stopper.",
         f"{LABELS[OPTUNA]}: `optuna.create_study` with `TPESampler(seed=1000 * seed + worker)` at its "
@@ -205,7 +247,12 @@ def settings_lines(
         f"`MedianPruner()`; {WORKERS} processes sharing a JournalStorage (JournalFileBackend), each "
         "`study.optimize(objective, timeout=...)`; the objective trains with `trainables.loop.train`, "
         "reports val_acc every epoch and returns the last epoch's, as Ray's OptunaSearch does.",
-        f"Tune: a new actor per trial (no actor reuse, as in `search/run.py`); TUNE_MAX_PENDING_TRIALS_PG="
+        f"{LABELS[BASELINE]}: `spaces/mnist.py`'s BASELINE config, one run of `trainables.loop.train` "
+        f"on {WORKERS} torch threads for the whole wall budget, its schedule over the space's "
+        "MAX_EPOCHS shrunk to the epochs that budget fits (as a trial fits its own); training seed "
+        "as above, so its seeds differ only in the machine's timing.",
+        f"Tune: worker processes reused between trials (`reuse_actors=True`, as in `search/run.py`) "
+        f"in both Ray methods; TUNE_MAX_PENDING_TRIALS_PG="
         f"{os.environ.get('TUNE_MAX_PENDING_TRIALS_PG', 'unset')} (ours: as many pending trials as the "
         "cluster has slots, `max_concurrent_trials`; random: Tune's default, 1 with a searcher).",
         f"Clock: wall time from before a method starts anything. {clock}; the plain-Optuna processes' "
@@ -220,7 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", help="searcher seeds (default 0 1 2; --smoke: 0)")
     p.add_argument("--wall-budget", type=float, help=f"seconds per method per seed (default {FULL.wall_s:g})")
-    p.add_argument("--smoke", action="store_true", help="a tiny run of all three methods (~1 min)")
+    p.add_argument("--smoke", action="store_true", help="a tiny run of all four methods (~1 min)")
     p.add_argument(
         "--data-dir", type=Path, default=Path("../shared/data"), help="holds MNIST/raw/ (only read)"
     )
@@ -254,10 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         work_dir = Path(tmp)
         for seed in seeds:
             methods = list(LABELS)
-            methods = methods[seed % 3 :] + methods[: seed % 3]  # spread any drift of the machine
+            methods = methods[seed % 4 :] + methods[: seed % 4]  # spread any drift of the machine
             for method in methods:
                 run_dir = work_dir / f"{method}-seed{seed}"
-                if method == OPTUNA:
+                if method == BASELINE:
+                    events = run_baseline(space, data, setting, seed)
+                elif method == OPTUNA:
                     events = run_plain_optuna(
                         space,
                         data,
@@ -280,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     paths = write_report(
         out,
-        title="Search efficiency on MNIST: our search vs random search vs plain Optuna",
+        title="Search efficiency on MNIST: our search vs random search vs plain Optuna vs no search",
         command=shlex.join(
             ["python", "benchmarks/search_efficiency.py", *(sys.argv[1:] if argv is None else argv)]
         ),

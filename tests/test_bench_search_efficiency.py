@@ -1,4 +1,4 @@
-"""The search-efficiency benchmark: its arithmetic on hand-made events, and a smoke run of all three."""
+"""The search-efficiency benchmark: its arithmetic on hand-made events, and a smoke run of all four."""
 
 from __future__ import annotations
 
@@ -132,3 +132,7 @@ def test_search_efficiency_smoke_writes_report_figure_and_events(ray_session, tm
         # session may report only then, and the smoke run tests the plumbing, not the speed.
         assert any(e.kind == START for e in events), method
         assert any(e.kind == EPOCH and 0 <= e.val_acc <= 1 for e in events), method
+    # No search: one run of the seed's config that ends on its own (the wall budget is its budget).
+    baseline = runs[("baseline", 0)]
+    assert {e.trial for e in baseline} == {0}
+    assert [e.fate for e in baseline if e.kind == END] in (["completed"], ["budget"])
