@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,18 @@ def get_task(name: str) -> Task:
 
 def normalise(x: torch.Tensor, task: Task) -> torch.Tensor:
     """uint8-scaled floats (0..1) to the task's normalised inputs."""
-    mean = torch.tensor(task.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(task.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    mean, std = _constants(task.mean, task.std, x.device, x.dtype)
     return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Built once per device and dtype: a tensor made from a Python list in the batch loop is a
+    # host-to-device copy, and on CUDA a sync, for every batch.
+    shape = (1, -1, 1, 1)
+    return (
+        torch.tensor(mean, device=device, dtype=dtype).view(shape),
+        torch.tensor(std, device=device, dtype=dtype).view(shape),
+    )
