@@ -421,8 +421,12 @@ class MlflowTracker(Callback):
             return
         now = _now_ms()
         metrics = [Metric(k, float(v), now, step) for k in METRICS if is_number(v := result.get(k))]
-        device = result.get("device")  # what the trial itself saw, where it says so
-        tags = [RunTag("hpsearch.device", device)] if isinstance(device, str) and device else []
+        # What the trial itself ran on and in, where it says so (search/trainable.py, the loop).
+        tags = [
+            RunTag(f"hpsearch.{key}", value)
+            for key in ("device", "precision")
+            if isinstance(value := result.get(key), str) and value
+        ]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self._last_step[trial_id] = step
 

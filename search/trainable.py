@@ -67,7 +67,11 @@ def run_trial(
     horizon = Horizon(settings.max_epochs, settings.reports_per_epoch, fit_budget=True)
     last: list[dict[str, Any]] = []
 
+    # What the trial really ran on (the tracker tags its run with it), not the resource asked for.
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
     def report(metrics: dict[str, Any]) -> None:
+        metrics = {**metrics, "device": device_name}
         # The loop restores the best report's weights only after its last report: hold that
         # report back and send it with the weights once train() has returned.
         if metrics.get("stopped") in FINISHED_FATES:

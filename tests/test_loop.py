@@ -36,6 +36,7 @@ REPORT_KEYS = {
     "epoch_time_s",
     "time_total_s",
     "stopped",
+    "precision",
 }
 
 

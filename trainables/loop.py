@@ -30,6 +30,7 @@ from trainables.augment import augment
 from trainables.data.splits import Split, Splits
 from trainables.models import build_model, count_params
 from trainables.optim import Schedule, build_optimizer
+from trainables.precision import Precision, choose_precision
 from trainables.tasks import Task, normalise
 
 # Why a run ended; the search and the tracker read these names.
@@ -47,6 +48,7 @@ REPORT_METRICS = (
     "lr",
     "epoch_time_s",
     "time_total_s",
+    "gpu_peak_mem_gb",  # CUDA runs only: the most memory the run's tensors have held so far
 )
 # A fitted horizon plans each report this much slower than the first one was. Small: the first
 # report is already the slowest (warm-up), and a horizon planned a little too long costs little
@@ -87,6 +89,7 @@ class TrainResult:
     train_time_s: float = 0.0
     n_params: int = 0
     horizon_epochs: float = 0.0  # the schedule's horizon as it was finally planned
+    precision: str = ""  # the arithmetic it trained in (trainables/precision.py)
 
 
 def pick_device(gpus: float) -> torch.device:
@@ -104,12 +107,14 @@ def train(
     keep_best: bool = True,
     horizon: Horizon | None = None,
     started: float | None = None,
+    precision: Precision | None = None,
 ) -> TrainResult:
     """Train ``task``'s model under ``config`` on ``data`` (already on ``device``).
 
     ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``started`` is the
     ``time.perf_counter()`` at which the budget's clock started (default: now), so a caller's
-    own set-up (a trial's data hand-over) counts against the budget too. The returned model
+    own set-up (a trial's data hand-over) counts against the budget too. ``precision`` defaults
+    to what the device does best (``choose_precision``). The returned model
     holds the best validation report's weights, or with ``keep_best`` False the last one's (when
     validation data was trained on, its accuracy picks nothing).
     """
@@ -125,8 +130,12 @@ def train(
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, config)
     schedule = Schedule(optimizer, config, horizon.epochs)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    precision = precision or choose_precision(device)
+    autocast, scaler = precision.autocast(), precision.grad_scaler()
     result = TrainResult(model=model, n_params=count_params(model), horizon_epochs=horizon.epochs)
+    result.precision = precision.name
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     best_state = copy.deepcopy(model.state_dict())
 
     n, per_epoch = len(data.train), horizon.reports_per_epoch
@@ -158,6 +167,7 @@ def train(
             memory_format,
             gen,
             deadline=started + budget_s - FIT_MARGIN * val_s,
+            scaler=scaler,
         )
         val_started = time.perf_counter()
         val_loss, val_acc = evaluate(model, data.val, task, autocast, memory_format)
@@ -204,7 +214,10 @@ def train(
             "epoch_time_s": span_s,
             "time_total_s": now - started,
             "stopped": result.stopped,  # empty while the run goes on
+            "precision": precision.name,
         }
+        if cuda:  # read at the report's sync: no extra one
+            report["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         result.history.append(report)
         if on_epoch is not None:
             on_epoch(report)
@@ -265,6 +278,7 @@ def _train_span(
     memory_format: torch.memory_format,
     gen: torch.Generator,
     deadline: float,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float, int, bool]:
     """Train from ``seen`` images up to ``until``; (mean loss, accuracy, images seen, out of time)."""
     n = len(split)
@@ -293,8 +307,13 @@ def _train_span(
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=config["label_smoothing"])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # fp16: scaled so that small gradients survive; a step with inf/NaN is skipped
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         loss_sum += loss.detach() * count
         correct += (logits.argmax(1) == y).sum()
         seen += count
