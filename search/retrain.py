@@ -26,7 +26,7 @@ from search.exported import ExportedConfig
 from search.provenance import DataIdentity, code_version, experiment_id
 from trainables.data.splits import Split, Splits
 from trainables.fates import DIVERGED
-from trainables.loop import REPORT_METRICS, TrainResult, evaluate, predict_proba, train
+from trainables.loop import REPORT_METRICS, TrainResult, outputs_as_trained, train
 
 log = logging.getLogger(__name__)
 EPOCH_METRICS = REPORT_METRICS
@@ -230,8 +230,7 @@ def retrain(
     except UsageError:
         run.end("FAILED", tags={"hpsearch.fate": result.stopped})
         raise
-    probs = predict_proba(result.model, data.test, task)
-    test_loss, test_acc = evaluate(result.model, data.test, task)
+    probs, test_loss, test_acc = outputs_as_trained(result.model, data.test, task)  # one pass, as trained
     run.end(
         "FINISHED",
         metrics={"test_acc": test_acc, "test_loss": test_loss, "best_epoch": result.best_epoch},

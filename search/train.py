@@ -28,7 +28,7 @@ from search.provenance import DataIdentity
 from search.retrain import check_trained, load_export_data, retrain, warn_if_other_data
 from search.space import load_space
 from trainables.config import parse_assignments, resolve_config
-from trainables.loop import evaluate, pick_device, train
+from trainables.loop import outputs_as_trained, pick_device, train
 from trainables.models import count_params
 
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         task, config, data, device=device, budget_s=budget, on_epoch=epoch_printer(config["epochs"])
     )
     check_trained(result)
-    test_loss, test_acc = evaluate(result.model, data.test, task)
+    _, test_loss, test_acc = outputs_as_trained(result.model, data.test, task)
     summary = {
         "task": task.name,
         "val_acc": result.best_val_acc,

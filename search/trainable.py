@@ -80,21 +80,53 @@ def run_trial(
             tune.report(metrics)
 
     try:
-        result = train(
-            task,
-            config,
-            data.to(device),
-            device=device,
-            budget_s=settings.trial_budget_s,
-            on_epoch=report,
-            horizon=horizon,
-            started=started,
-        )
+        try:
+            result = train(
+                task,
+                config,
+                data.to(device),
+                device=device,
+                budget_s=settings.trial_budget_s,
+                on_epoch=report,
+                horizon=horizon,
+                started=started,
+            )
+        except torch.OutOfMemoryError as e:
+            # One line with the numbers, as the trial's error (its run's `hpsearch.error`):
+            # the search goes on with the other trials.
+            raise TrialOutOfMemory(out_of_memory_message(device_name, data, config)) from e
         if last:
             report_with_model(last[-1], result, task_name, config, data)
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the next trial in this reused worker starts with the memory free
+
+
+class TrialOutOfMemory(RuntimeError):
+    """A trial that did not fit its device's memory; its message says by how much and what to try."""
+
+
+def out_of_memory_message(device_name: str, data: Splits, config: dict[str, Any]) -> str:
+    """ "out of memory on <device>: ..." with the trial's data copy, its peak and the device's total."""
+    parts = [f"its data copy is {_size(data_bytes(data))}"]
+    if torch.cuda.is_available() and device_name != "cpu":
+        peak, total = torch.cuda.max_memory_allocated(), torch.cuda.get_device_properties(0).total_memory
+        parts.append(f"its tensors peaked at {_size(peak)} of the GPU's {_size(total)}")
+    return (
+        f"out of memory on {device_name}: "
+        + ", ".join(parts)
+        + f"; try a smaller batch_size than {config['batch_size']}, or fewer trials per GPU"
+    )
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
+
+
+def data_bytes(data: Splits) -> int:
+    """What a trial's copy of the data takes on its device (uint8 images, int64 labels)."""
+    splits = (data.train, data.val, data.test)
+    return sum(t.element_size() * t.nelement() for split in splits for t in (split.x, split.y))
 
 
 def report_with_model(

@@ -378,3 +378,21 @@ def test_the_batch_loop_builds_no_tensor_from_python_data(monkeypatch, task_name
         return len(built)
 
     assert count(16) == count(64)
+
+
+def test_outputs_as_trained_scores_in_one_pass_what_evaluate_scores(monkeypatch):
+    task = TASKS["mnist"]
+    data = block_splits(task, 40, 20)
+    config = resolve_config(task, {"epochs": 1, "batch_size": 8, "channels": 8, "fc1": 32, "fc2": 32})
+    model = train(task, config, data, device=CPU).model
+    loss, acc = evaluate(model, data.test, task)
+    passes = []
+    original = trainables.loop.predict_proba
+    monkeypatch.setattr(
+        trainables.loop, "predict_proba", lambda *a, **k: passes.append(1) or original(*a, **k)
+    )
+    probs, loss_once, acc_once = trainables.loop.outputs_as_trained(model, data.test, task)
+    assert passes == [1]  # a retrain's test: one pass for the outputs, the loss and the accuracy
+    assert (loss_once, acc_once) == pytest.approx((loss, acc))
+    assert probs.shape == (len(data.test), task.num_classes)
+    assert torch.allclose(probs.sum(1), torch.ones(len(data.test)))

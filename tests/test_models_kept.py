@@ -80,6 +80,36 @@ def test_trial_hands_back_a_checkpoint_only_when_it_ends_on_its_own(
     assert (reports[1][1] is not None) == keeps
 
 
+def test_trial_reports_the_device_it_really_ran_on(monkeypatch, one_torch_thread, tmp_path):
+    reports = []
+    monkeypatch.setattr(trainable, "train", fake_train("completed"))
+    monkeypatch.setattr(trainable.tune, "report", lambda m, checkpoint=None: reports.append(m))
+    space = load_space(write_tiny_space(tmp_path))
+    settings = SearchSettings(max_epochs=2, cpus_per_trial=1, gpus_per_trial=0)
+    trainable.run_trial({}, data=DATA, task_name="mnist", baseline=space.baseline, settings=settings)
+    assert [m["device"] for m in reports] == ["cpu", "cpu"]  # the tracker tags the run with it
+
+
+def test_trial_out_of_memory_fails_with_one_line_of_numbers(monkeypatch, one_torch_thread, tmp_path):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainable, "train", out_of_memory)
+    space = load_space(write_tiny_space(tmp_path))
+    settings = SearchSettings(max_epochs=2, cpus_per_trial=1)
+    with pytest.raises(trainable.TrialOutOfMemory) as failed:
+        trainable.run_trial(
+            {"batch_size": 32}, data=DATA, task_name="mnist", baseline=space.baseline, settings=settings
+        )
+    images = sum(split.x.nelement() for split in (DATA.train, DATA.val, DATA.test))  # uint8
+    labels = 8 * sum(split.y.nelement() for split in (DATA.train, DATA.val, DATA.test))  # int64
+    assert str(failed.value) == (
+        f"out of memory on cpu: its data copy is {(images + labels) / 2**20:.1f} MiB;"
+        " try a smaller batch_size than 32, or fewer trials per GPU"
+    )
+    assert isinstance(failed.value.__cause__, torch.OutOfMemoryError)  # Ray keeps the cause
+
+
 def test_trial_checkpoint_holds_the_best_reports_weights(monkeypatch, one_torch_thread, tmp_path):
     saved = []
 

@@ -125,8 +125,7 @@ def train(
     model_knobs = {k: config[k] for k in _model_keys(task, config)}
     model = build_model(task.model, task.num_classes, task.input_shape, **model_knobs).to(device)
     cuda = device.type == "cuda"
-    # channels_last helps convolutions on tensor cores; the LSTM reads rows and gains nothing.
-    memory_format = torch.channels_last if cuda and task.model != "row_lstm" else torch.preserve_format
+    memory_format = memory_format_for(device, task)
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, config)
     schedule = Schedule(optimizer, config, horizon.epochs)
@@ -351,9 +350,31 @@ def evaluate(
     memory_format: Any = torch.preserve_format,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` on ``split``."""
-    probs = predict_proba(model, split, task, autocast, memory_format)
-    loss = F.nll_loss(probs.clamp_min(1e-12).log(), split.y).item()
-    return loss, (probs.argmax(1) == split.y).float().mean().item()
+    return score(predict_proba(model, split, task, autocast, memory_format), split.y)
+
+
+def score(probs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of softmax outputs ``probs`` against labels ``y``."""
+    loss = F.nll_loss(probs.clamp_min(1e-12).log(), y).item()
+    return loss, (probs.argmax(1) == y).float().mean().item()
+
+
+def outputs_as_trained(model: nn.Module, split: Split, task: Task) -> tuple[torch.Tensor, float, float]:
+    """(softmax outputs, loss, accuracy) on ``split`` in one pass, computed as the model trained:
+    in the precision and memory layout of its device (a retrain's test, an export's check)."""
+    device = next(model.parameters()).device
+    model = model.to(memory_format=memory_format_for(device, task))
+    probs = predict_proba(
+        model, split, task, choose_precision(device).autocast(), memory_format_for(device, task)
+    )
+    return (probs, *score(probs, split.y))
+
+
+def memory_format_for(device: torch.device, task: Task) -> torch.memory_format:
+    # channels_last helps convolutions on tensor cores; the LSTM reads rows and gains nothing.
+    return (
+        torch.channels_last if device.type == "cuda" and task.model != "row_lstm" else torch.preserve_format
+    )
 
 
 def _time_validation(model: nn.Module, split: Split, task: Task, autocast: Any, memory_format: Any) -> float:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU path's prepared check, for a machine with one CUDA GPU; about 8 minutes.
+#
+#   bash benchmarks/gpu_check.sh
+#
+# 1. the `cuda` tests (tests/test_cuda.py: every model family, the precision choice, no sync per
+#    batch, a trial that does not fit, the device tags), their output in gpu_tests.txt;
+# 2. benchmarks/throughput.py on the GPU: ours vs the seeds' DataLoader way, TFLOP/s and % of
+#    the bf16 peak per task, into throughput_gpu.md;
+# 3. a font search packing four trials on the GPU (--gpus 1 --gpus-per-trial 0.25) for 3 minutes,
+#    its leaderboard copied into gpu_search/.
+# Everything goes to reports/benchmarks/; commit what it writes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=reports/benchmarks
+mkdir -p "$out/gpu_search"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu_tests.txt"
+
+echo "== cuda tests"
+python -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee -a "$out/gpu_tests.txt"
+
+echo "== throughput on the GPU"
+timeout 240 python benchmarks/throughput.py --gpus 1 --out "$out/throughput_gpu.md"
+
+echo "== a packed font search, 3 minutes"
+results=$(mktemp -d)
+timeout 300 python search/run.py --space spaces/font.py --quick --gpus 1 --gpus-per-trial 0.25 \
+    --time-budget 180 --trial-budget 60 --name gpu-check --results-dir "$results"
+cp -r "$results/gpu-check/report/." "$out/gpu_search/"
+echo "wrote $out/gpu_tests.txt, $out/throughput_gpu.md and $out/gpu_search/"

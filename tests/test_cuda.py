@@ -1,0 +1,115 @@
+"""The CUDA path, on a real GPU: every model family trains, in the precision the GPU can do best,
+with no host sync per batch, and a trial that does not fit fails with one clear line.
+
+Every test here carries the `cuda` mark and skips without a GPU; `bash benchmarks/gpu_check.sh`
+runs them (`pytest -m cuda`) on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from search_helpers import tiny_data, write_tiny_space
+
+from search import trainable
+from search.settings import SearchSettings
+from search.space import load_space
+from trainables.config import resolve_config
+from trainables.data.splits import Split, Splits
+from trainables.loop import train
+from trainables.precision import BF16, FP16, choose_precision
+from trainables.tasks import TASKS
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+CUDA = torch.device("cuda")
+
+
+def random_splits(task_name: str, n_train: int, n_val: int = 64) -> Splits:
+    task = TASKS[task_name]
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> Split:
+        x = torch.randint(0, 256, (n, *task.input_shape), dtype=torch.uint8, generator=gen)
+        return Split(x, torch.randint(0, task.num_classes, (n,), generator=gen))
+
+    names = [str(k) for k in range(task.num_classes)]
+    return Splits(split(n_train), split(n_val), split(n_val), names).to(CUDA)
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_every_model_family_trains_on_the_gpu(task_name):
+    task = TASKS[task_name]
+    config = resolve_config(task, {"epochs": 2, "batch_size": 32})
+    result = train(task, config, random_splits(task_name, 256), device=CUDA)
+    assert result.precision == choose_precision(CUDA).name
+    assert len(result.history) == 2 and all(math.isfinite(r["train_loss"]) for r in result.history)
+    assert all(r["gpu_peak_mem_gb"] > 0 for r in result.history)
+    assert next(result.model.parameters()).device.type == "cuda"
+
+
+def test_the_gpu_gets_its_best_precision():
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    assert choose_precision(CUDA).name == (BF16 if native else FP16)
+
+
+@pytest.mark.parametrize("task_name", ["mnist", "font", "emnist"])
+def test_the_batch_loop_does_not_sync_per_batch(task_name):
+    # Every report syncs once (its loss, accuracy and validation), so the syncs of a run are
+    # counted for 4 and for 16 batches an epoch: the same count means none is per batch.
+    if choose_precision(CUDA).name == FP16:
+        pytest.skip("fp16's GradScaler checks each step for inf/NaN, a sync per batch by design")
+    task = TASKS[task_name]
+    config = resolve_config(task, {"epochs": 1, "batch_size": 16, "augment": "none"})
+
+    def syncs(n_train: int) -> int:
+        data = random_splits(task_name, n_train)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train(task, config, data, device=CUDA)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return sum("synchronizing" in str(w.message) for w in caught)
+
+    syncs(64)  # warm-up: cuDNN and the caching allocator settle
+    assert syncs(64) == syncs(256)
+
+
+def test_a_trial_that_does_not_fit_fails_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(trainable.ray, "get_gpu_ids", lambda: [0])  # as inside a Ray GPU worker
+    monkeypatch.setattr(trainable.tune, "report", lambda *a, **k: None)
+    space = load_space(write_tiny_space(tmp_path))
+    settings = SearchSettings(max_epochs=1, gpus_per_trial=1)
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(1e-4)  # a few MiB of the GPU for this process
+    try:
+        with pytest.raises(trainable.TrialOutOfMemory, match=r"^out of memory on .+: its data copy is"):
+            trainable.run_trial(
+                {"batch_size": 256},
+                data=tiny_data(),
+                task_name="mnist",
+                baseline=space.baseline,
+                settings=settings,
+            )
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+
+
+def test_a_trial_reports_the_gpu_it_ran_on(monkeypatch, tmp_path):
+    reports = []
+    monkeypatch.setattr(trainable.ray, "get_gpu_ids", lambda: [0])
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    space = load_space(write_tiny_space(tmp_path))
+    settings = SearchSettings(max_epochs=1, gpus_per_trial=1, trial_budget_s=60)
+    trainable.run_trial({}, data=tiny_data(), task_name="mnist", baseline=space.baseline, settings=settings)
+    assert reports and {r["device"] for r in reports} == {torch.cuda.get_device_name(0)}
+    assert {r["precision"] for r in reports} == {choose_precision(CUDA).name}
