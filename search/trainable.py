@@ -91,7 +91,7 @@ def run_trial(
                 horizon=horizon,
                 started=started,
             )
-        except torch.OutOfMemoryError as e:
+        except torch.cuda.OutOfMemoryError as e:
             # One line with the numbers, as the trial's error (its run's `hpsearch.error`):
             # the search goes on with the other trials.
             raise TrialOutOfMemory(out_of_memory_message(device_name, data, config)) from e

@@ -92,7 +92,7 @@ def test_trial_reports_the_device_it_really_ran_on(monkeypatch, one_torch_thread
 
 def test_trial_out_of_memory_fails_with_one_line_of_numbers(monkeypatch, one_torch_thread, tmp_path):
     def out_of_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(trainable, "train", out_of_memory)
     space = load_space(write_tiny_space(tmp_path))
@@ -107,7 +107,7 @@ def test_trial_out_of_memory_fails_with_one_line_of_numbers(monkeypatch, one_tor
         f"out of memory on cpu: its data copy is {(images + labels) / 2**20:.1f} MiB;"
         " try a smaller batch_size than 32, or fewer trials per GPU"
     )
-    assert isinstance(failed.value.__cause__, torch.OutOfMemoryError)  # Ray keeps the cause
+    assert isinstance(failed.value.__cause__, torch.cuda.OutOfMemoryError)  # Ray keeps the cause
 
 
 def test_trial_checkpoint_holds_the_best_reports_weights(monkeypatch, one_torch_thread, tmp_path):

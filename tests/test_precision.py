@@ -27,17 +27,13 @@ def test_cpu_trains_in_fp32():
     assert isinstance(precision.autocast(), nullcontext) and precision.grad_scaler() is None
 
 
-@pytest.mark.parametrize(("native_bf16", "expected"), [(True, BF16), (False, FP16)])
-def test_a_gpu_gets_bf16_where_native_else_fp16(monkeypatch, native_bf16, expected):
-    asked = []
-
-    def is_bf16_supported(including_emulation: bool = True) -> bool:
-        asked.append(including_emulation)
-        return native_bf16 or including_emulation  # emulated bf16 is "supported" everywhere
-
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((9, 0), BF16), ((8, 0), BF16), ((7, 5), FP16), ((7, 0), FP16)]
+)
+def test_a_gpu_gets_bf16_where_native_else_fp16(monkeypatch, capability, expected):
+    # H100/H200 9.0 and A100 8.0 compute in bf16; T4 7.5 and V100 7.0 only emulate it.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert choose_precision(CUDA) == Precision(expected, "cuda")
-    assert asked == [False]  # emulated bf16 (pre-Ampere) is slow: it does not count
 
 
 def test_only_fp16_scales_its_loss():

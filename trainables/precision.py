@@ -36,6 +36,7 @@ def choose_precision(device: torch.device) -> Precision:
     """bf16 on a GPU that has it, fp16 + loss scaling on one that has not, fp32 on the CPU."""
     if device.type != "cuda":
         return Precision(FP32, device.type)
-    # including_emulation=False: a pre-Ampere GPU "supports" bf16 only by emulating it, slowly.
-    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    # Native bf16 from compute capability 8.0 (Ampere) on: torch.cuda.is_bf16_supported() also
+    # says yes where bf16 is only emulated, slowly (T4, V100).
+    native = torch.cuda.get_device_capability(device) >= (8, 0)
     return Precision(BF16 if native else FP16, device.type)
