@@ -109,8 +109,9 @@ class TrialOutOfMemory(RuntimeError):
 def out_of_memory_message(device_name: str, data: Splits, config: dict[str, Any]) -> str:
     """ "out of memory on <device>: ..." with the trial's data copy, its peak and the device's total."""
     parts = [f"its data copy is {_size(data_bytes(data))}"]
-    if torch.cuda.is_available() and device_name != "cpu":
-        peak, total = torch.cuda.max_memory_allocated(), torch.cuda.get_device_properties(0).total_memory
+    if device_name != "cpu":  # a GPU's name
+        total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        peak = torch.cuda.max_memory_allocated()
         parts.append(f"its tensors peaked at {_size(peak)} of the GPU's {_size(total)}")
     return (
         f"out of memory on {device_name}: "

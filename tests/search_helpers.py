@@ -56,6 +56,17 @@ def tiny_data() -> Splits:
     )
 
 
+def random_splits(task, n_train: int, n_val: int, seed: int = 0) -> Splits:
+    """Random images of ``task``'s shape and random labels: for what a run does, not what it learns."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> Split:
+        x = torch.randint(0, 256, (n, *task.input_shape), dtype=torch.uint8, generator=gen)
+        return Split(x, torch.randint(0, task.num_classes, (n,), generator=gen))
+
+    return Splits(split(n_train), split(n_val), split(n_val), [str(k) for k in range(task.num_classes)])
+
+
 def placement_trial(params, *, data, task_name, baseline, settings):
     """Reports its GPU ids and how many trials were running at once, without training.
 

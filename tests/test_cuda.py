@@ -12,13 +12,12 @@ import warnings
 
 import pytest
 import torch
-from search_helpers import tiny_data, write_tiny_space
+from search_helpers import random_splits, tiny_data, write_tiny_space
 
 from search import trainable
 from search.settings import SearchSettings
 from search.space import load_space
 from trainables.config import resolve_config
-from trainables.data.splits import Split, Splits
 from trainables.loop import train
 from trainables.precision import BF16, FP16, choose_precision
 from trainables.tasks import TASKS
@@ -30,23 +29,11 @@ pytestmark = [
 CUDA = torch.device("cuda")
 
 
-def random_splits(task_name: str, n_train: int, n_val: int = 64) -> Splits:
-    task = TASKS[task_name]
-    gen = torch.Generator().manual_seed(0)
-
-    def split(n: int) -> Split:
-        x = torch.randint(0, 256, (n, *task.input_shape), dtype=torch.uint8, generator=gen)
-        return Split(x, torch.randint(0, task.num_classes, (n,), generator=gen))
-
-    names = [str(k) for k in range(task.num_classes)]
-    return Splits(split(n_train), split(n_val), split(n_val), names).to(CUDA)
-
-
 @pytest.mark.parametrize("task_name", list(TASKS))
 def test_every_model_family_trains_on_the_gpu(task_name):
     task = TASKS[task_name]
     config = resolve_config(task, {"epochs": 2, "batch_size": 32})
-    result = train(task, config, random_splits(task_name, 256), device=CUDA)
+    result = train(task, config, random_splits(task, 256, 64).to(CUDA), device=CUDA)
     assert result.precision == choose_precision(CUDA).name
     assert len(result.history) == 2 and all(math.isfinite(r["train_loss"]) for r in result.history)
     assert all(r["gpu_peak_mem_gb"] > 0 for r in result.history)
@@ -69,7 +56,7 @@ def test_the_batch_loop_does_not_sync_per_batch(task_name):
     config = resolve_config(task, {"epochs": 1, "batch_size": 16, "augment": "none"})
 
     def syncs(n_train: int) -> int:
-        data = random_splits(task_name, n_train)
+        data = random_splits(task, n_train, 64).to(CUDA)
         torch.cuda.synchronize()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

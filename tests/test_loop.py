@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from search_helpers import random_splits
 from torch import nn
 
 import trainables.loop
@@ -53,16 +54,6 @@ def baseline(task: Task) -> dict:
     """The task's seed configuration from its space file (the defaults if it has none)."""
     space = spaces_by_task().get(task.name)
     return space.baseline if space else resolve_config(task)
-
-
-def random_splits(task: Task, n_train: int, n_val: int, seed: int = 0) -> Splits:
-    gen = torch.Generator().manual_seed(seed)
-
-    def split(n: int) -> Split:
-        x = torch.randint(0, 256, (n, *task.input_shape), dtype=torch.uint8, generator=gen)
-        return Split(x, torch.randint(0, task.num_classes, (n,), generator=gen))
-
-    return Splits(split(n_train), split(n_val), split(n_val), [str(k) for k in range(task.num_classes)])
 
 
 def block_splits(task: Task, n_train: int, n_val: int, val_shift: int = 0) -> Splits:
