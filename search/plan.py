@@ -27,6 +27,9 @@ MAX_REPORT_SHARE = 1 / 8
 # than this share of a report (a trial would spend its budget measuring instead of training).
 MAX_VAL_SHARE = 1 / 3
 REPORTS_PER_EPOCH_CHOICES = (1, 2, 4, 8, 16)
+# What every space's `--quick` preset promises (README): a search that ends in about 15 minutes
+# on a 2-core CPU. The search warns before it starts when this machine will need longer.
+QUICK_WALL_S = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,9 @@ def plan_reports(epoch: EpochTime, settings: SearchSettings) -> int:
     raise AssertionError("unreachable: the last choice returns")
 
 
-def wall_estimate_s(plan: Plan, settings: SearchSettings, slots: int) -> float:
-    """The search's wall time at most: every trial run to its end, ``slots`` at a time."""
+def wall_estimate_s(plan: Plan, settings: SearchSettings, slots: int, spent_s: float = 0.0) -> float:
+    """The search's wall time at most: what its start already took (data, this plan, Ray), then
+    every trial run to its end, ``slots`` at a time."""
     rounds = math.ceil(settings.trials / max(1, slots))
-    wall = rounds * plan.trial_s(settings)
-    return min(wall, settings.time_budget_s) if settings.time_budget_s else wall
+    trials = rounds * plan.trial_s(settings)
+    return spent_s + (min(trials, settings.time_budget_s) if settings.time_budget_s else trials)

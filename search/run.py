@@ -27,7 +27,7 @@ from reports.leaderboard import write_report
 from search.cluster import check_trials_fit, cluster_gpus, quiet_libraries, start_ray
 from search.data import load_space_data
 from search.interrupt import StopWatch, interrupted
-from search.plan import Plan, measure_epoch, plan_reports, wall_estimate_s
+from search.plan import QUICK_WALL_S, Plan, measure_epoch, plan_reports, wall_estimate_s
 from search.progress import LiveView
 from search.provenance import DataIdentity
 from search.searcher import close_study
@@ -49,7 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("how long")
     g.add_argument("--trials", type=int, help="number of trials (default 20, or the space's quick count)")
     g.add_argument("--time-budget", type=float, help="seconds for the whole search")
-    g.add_argument("--trial-budget", type=float, help="seconds of training per trial (default: the space's)")
+    g.add_argument(
+        "--trial-budget",
+        type=float,
+        help="seconds per trial, its set-up and validation included (default: the space's)",
+    )
     g.add_argument(
         "--max-epochs", type=int, help="every trial's horizon in epochs (default: the space's MAX_EPOCHS)"
     )
@@ -193,7 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpus_per_trial is None and not args.resume:
             settings = dataclasses.replace(settings, gpus_per_trial=1.0 if args.gpus else 0.0)
     check_trials_fit(settings)
-    print_plan(space, settings, data, experiment_dir, None if args.resume else plan)
+    print_plan(
+        space,
+        settings,
+        data,
+        experiment_dir,
+        None if args.resume else plan,
+        quick=args.quick,
+        spent_s=time.monotonic() - started,
+    )
     # After every check: a user's mistake is one line on stderr, and nothing before it.
     print(f"data: {identity.source} (digest {identity.digest})", file=sys.stderr)
 
@@ -287,7 +299,16 @@ def plan_search(args: argparse.Namespace, space: Space, settings: SearchSettings
     return Plan(epoch, k, f"{how} ({measured})")
 
 
-def print_plan(space: Space, settings: SearchSettings, data, experiment_dir: Path, plan: Plan | None) -> None:
+def print_plan(
+    space: Space,
+    settings: SearchSettings,
+    data,
+    experiment_dir: Path,
+    plan: Plan | None,
+    *,
+    quick: bool = False,
+    spent_s: float = 0.0,
+) -> None:
     slots = concurrent_slots(settings) or 1
     print(
         f"{space.task.name}: {len(data.train):,} train / {len(data.val):,} val images; "
@@ -298,13 +319,14 @@ def print_plan(space: Space, settings: SearchSettings, data, experiment_dir: Pat
     if plan is None:
         return
     print(f"reports: {plan.why}", file=sys.stderr)
-    wall = wall_estimate_s(plan, settings, slots)
+    wall = wall_estimate_s(plan, settings, slots, spent_s)
     print(f"wall time: at most ~{wall / 60:.0f} min if no trial is stopped early", file=sys.stderr)
-    promise = space.quick.get("wall_s") if settings.trials else None
-    if promise and wall > promise * 1.1 and plan.epoch is not None:
+    # Only a measured plan knows how long trials take; an unmeasured one assumes whole budgets.
+    if quick and plan.epoch is not None and wall > QUICK_WALL_S:
         print(
-            f"warning: the quick preset promises ~{promise / 60:.0f} min; this machine needs up to "
-            f"~{wall / 60:.0f} min (fewer --trials or more CPUs bring it down)",
+            f"warning: --quick promises about {QUICK_WALL_S / 60:.0f} min; on this machine the search "
+            f"may take up to ~{wall / 60:.0f} min (fewer --trials, a smaller --trial-budget or more "
+            f"CPUs bring it down)",
             file=sys.stderr,
         )
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import search.plan
+import search.run
 from search.plan import MAX_REPORT_SHARE, EpochTime, Plan, measure_epoch, plan_reports, wall_estimate_s
 from search.settings import SearchSettings
 from search.space import load_space
@@ -53,6 +54,26 @@ def test_wall_estimate_counts_rounds_of_trials_and_caps_at_the_time_budget():
     assert wall_estimate_s(plan, settings, slots=2) == 6 * 105
     capped = SearchSettings(trials=12, max_epochs=3, trial_budget_s=150, time_budget_s=200)
     assert wall_estimate_s(plan, capped, slots=2) == 200
+    # What the search's start already took (data, the plan, Ray) comes on top.
+    assert wall_estimate_s(plan, settings, slots=2, spent_s=40) == 40 + 6 * 105
+
+
+@pytest.mark.parametrize(("train_s", "warned"), [(30, False), (60, True)])
+def test_quick_search_warns_before_it_starts_when_it_will_outrun_its_promise(
+    tmp_path, capsys, monkeypatch, train_s, warned
+):
+    space = load_space(str(write_tiny_space(tmp_path)))
+    monkeypatch.setattr(search.run, "concurrent_slots", lambda settings: 2)  # as on 2 cores
+    settings = SearchSettings(trials=12, max_epochs=3, trial_budget_s=200)
+    # 6 rounds of 3 reports: 30 s epochs -> 6 * 105 = 630 s (+40 s start); 60 s -> 6 * 195 = 1170 s.
+    plan = Plan(EpochTime(train_s=train_s, val_s=5), reports_per_epoch=1, why="measured")
+    data = tiny_data()
+    search.run.print_plan(space, settings, data, tmp_path, plan, quick=True, spent_s=40)
+    err = capsys.readouterr().err
+    assert ("warning: --quick promises about 15 min" in err) == warned, err
+    # A search that is not --quick promised nothing.
+    search.run.print_plan(space, settings, data, tmp_path, plan, quick=False, spent_s=40)
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_measure_epoch_scales_a_few_batches_to_the_whole_split(tmp_path, monkeypatch):
