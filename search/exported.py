@@ -45,7 +45,7 @@ from plumbing.errors import UsageError
 from search.provenance import REPO
 from search.space import Space, load_space
 from trainables.config import resolve_config
-from trainables.models import MODELS, build_model
+from trainables.loop import build_task_model
 from trainables.tasks import Task, get_task, normalise
 
 
@@ -138,8 +138,7 @@ def build_classifier(
     task: Task, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None
 ) -> Classifier:
     """The task's model family built from ``config``, with ``state_dict`` loaded, in eval mode."""
-    knobs = {k: config[k] for k in MODELS[task.model].defaults if k in config}
-    model = build_model(task.model, task.num_classes, task.input_shape, **knobs)
+    model = build_task_model(task, config)
     if state_dict is not None:
         model.load_state_dict(state_dict)
     return Classifier(model, task).eval()

@@ -50,8 +50,9 @@ from trainables.tasks import Task, get_task
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# What a trial logs each report, with step=epoch (the report's number).
-METRICS = REPORT_METRICS
+# What a trial logs each report, with step=epoch (the report's number): the loop's, and the
+# device memory the trial was estimated to need before it started (trainables/memory.py).
+METRICS = (*REPORT_METRICS, "mem_estimate_gb")
 MODEL_NAME = "model"  # a kept model's name: runs:/<trial run id>/model
 MODEL_TAG, RANK_TAG = "hpsearch.model_id", "hpsearch.kept"  # on the trial's run
 

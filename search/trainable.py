@@ -38,7 +38,8 @@ from ray.tune import Checkpoint, ResultGrid
 from search.settings import SearchSettings
 from trainables.data.splits import Splits
 from trainables.fates import FINISHED_FATES
-from trainables.loop import Horizon, TrainResult, train
+from trainables.loop import Horizon, TrainResult, build_task_model, train
+from trainables.memory import HEADROOM, MemoryEstimate, estimate_memory, fits, size
 from trainables.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,14 @@ def run_trial(
 
     # What the trial really ran on (the tracker tags its run with it), not the resource asked for.
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    need = estimate_memory(build_task_model(task, config), config, data)
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        if not fits(need, free):  # before its data copy: a trial that cannot fit fails at once
+            raise TrialOutOfMemory(does_not_fit_message(device_name, need, free, total, config))
 
     def report(metrics: dict[str, Any]) -> None:
-        metrics = {**metrics, "device": device_name}
+        metrics = {**metrics, "device": device_name, "mem_estimate_gb": round(need.total / 2**30, 4)}
         # The loop restores the best report's weights only after its last report: hold that
         # report back and send it with the weights once train() has returned.
         if metrics.get("stopped") in FINISHED_FATES:
@@ -94,7 +100,7 @@ def run_trial(
         except torch.cuda.OutOfMemoryError as e:
             # One line with the numbers, as the trial's error (its run's `hpsearch.error`):
             # the search goes on with the other trials.
-            raise TrialOutOfMemory(out_of_memory_message(device_name, data, config)) from e
+            raise TrialOutOfMemory(out_of_memory_message(device_name, need, config)) from e
         if last:
             report_with_model(last[-1], result, task_name, config, data)
     finally:
@@ -106,28 +112,27 @@ class TrialOutOfMemory(RuntimeError):
     """A trial that did not fit its device's memory; its message says by how much and what to try."""
 
 
-def out_of_memory_message(device_name: str, data: Splits, config: dict[str, Any]) -> str:
-    """ "out of memory on <device>: ..." with the trial's data copy, its peak and the device's total."""
-    parts = [f"its data copy is {_size(data_bytes(data))}"]
+def out_of_memory_message(device_name: str, need: MemoryEstimate, config: dict[str, Any]) -> str:
+    """ "out of memory on <device>: ..." with the trial's estimate, its peak and the device's total."""
+    parts = [f"it was estimated to need {need.describe()}"]
     if device_name != "cpu":  # a GPU's name
         total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
         peak = torch.cuda.max_memory_allocated()
-        parts.append(f"its tensors peaked at {_size(peak)} of the GPU's {_size(total)}")
+        parts.append(f"its tensors peaked at {size(peak)} of the GPU's {size(total)}")
+    return f"out of memory on {device_name}: " + ", ".join(parts) + _what_to_try(config)
+
+
+def does_not_fit_message(
+    device_name: str, need: MemoryEstimate, free: int, total: int, config: dict[str, Any]
+) -> str:
     return (
-        f"out of memory on {device_name}: "
-        + ", ".join(parts)
-        + f"; try a smaller batch_size than {config['batch_size']}, or fewer trials per GPU"
+        f"out of memory on {device_name}: not started, it would need {need.describe()} with "
+        f"{HEADROOM:g}x headroom, and {size(free)} of the GPU's {size(total)} is free" + _what_to_try(config)
     )
 
 
-def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
-
-
-def data_bytes(data: Splits) -> int:
-    """What a trial's copy of the data takes on its device (uint8 images, int64 labels)."""
-    splits = (data.train, data.val, data.test)
-    return sum(t.element_size() * t.nelement() for split in splits for t in (split.x, split.y))
+def _what_to_try(config: dict[str, Any]) -> str:
+    return f"; try a smaller batch_size than {config['batch_size']}, or fewer trials per GPU"
 
 
 def report_with_model(

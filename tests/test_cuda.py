@@ -18,7 +18,8 @@ from search import trainable
 from search.settings import SearchSettings
 from search.space import load_space
 from trainables.config import resolve_config
-from trainables.loop import train
+from trainables.loop import build_task_model, train
+from trainables.memory import estimate_memory
 from trainables.precision import BF16, FP16, choose_precision
 from trainables.tasks import TASKS
 
@@ -38,6 +39,21 @@ def test_every_model_family_trains_on_the_gpu(task_name):
     assert len(result.history) == 2 and all(math.isfinite(r["train_loss"]) for r in result.history)
     assert all(r["gpu_peak_mem_gb"] > 0 for r in result.history)
     assert next(result.model.parameters()).device.type == "cuda"
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_the_memory_estimate_is_near_what_a_trial_really_holds(task_name):
+    # The estimate decides whether a trial starts: far under, trials die of OOM after all; far
+    # over, trials that fit are refused. Within a factor of 2 under, 20 over (cuDNN's
+    # workspaces, the allocator's rounding and autocast's copies are not counted exactly).
+    task = TASKS[task_name]
+    config = resolve_config(task, {"epochs": 1, "batch_size": 64})
+    data = random_splits(task, 512, 64)
+    need = estimate_memory(build_task_model(task, config), config, data)
+    torch.cuda.empty_cache()
+    train(task, config, data.to(CUDA), device=CUDA)
+    peak = torch.cuda.max_memory_allocated(CUDA)
+    assert peak / 2 <= need.total <= 20 * peak, (need.describe(), peak)
 
 
 def test_the_gpu_gets_its_best_precision():

@@ -396,6 +396,7 @@ def test_trial_runs_hold_the_full_config_epochs_and_fate(smoke, tmp_path):
             epochs = seen["epoch"][seen[key].notna()].tolist() if key in seen else []
             assert sorted(m.step for m in history) == epochs, key
         assert "gpu_peak_mem_gb" not in seen  # trained on the CPU
+        assert seen["mem_estimate_gb"].gt(0).all()  # estimated before the trial, on every report
         assert run.data.tags["hpsearch.fate"] == row["fate"]
         assert run.info.status == "FINISHED"
 

@@ -122,8 +122,7 @@ def train(
     horizon = horizon or Horizon(float(config["epochs"]))
     torch.manual_seed(config["seed"])
     gen = torch.Generator(device=device).manual_seed(config["seed"])
-    model_knobs = {k: config[k] for k in _model_keys(task, config)}
-    model = build_model(task.model, task.num_classes, task.input_shape, **model_knobs).to(device)
+    model = build_task_model(task, config).to(device)
     cuda = device.type == "cuda"
     memory_format = memory_format_for(device, task)
     model = model.to(memory_format=memory_format)
@@ -391,7 +390,12 @@ def _time_validation(model: nn.Module, split: Split, task: Task, autocast: Any, 
     return (time.perf_counter() - started) * len(split) / n
 
 
-def _model_keys(task: Task, config: dict[str, Any]) -> list[str]:
+def build_task_model(task: Task, config: dict[str, Any]) -> torch.nn.Module:
+    """``task``'s model family with ``config``'s knobs, on the CPU."""
+    return build_model(task.model, task.num_classes, task.input_shape, **_model_knobs(task, config))
+
+
+def _model_knobs(task: Task, config: dict[str, Any]) -> dict[str, Any]:
     from trainables.models import MODELS
 
-    return [k for k in MODELS[task.model].defaults if k in config]
+    return {k: config[k] for k in MODELS[task.model].defaults if k in config}
