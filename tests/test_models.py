@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from plumbing.errors import UsageError
 from trainables.models import MODELS, build_model, count_params, register_model
+from trainables.models.font_cnn import Resize
 from trainables.tasks import TASKS
 
 # The seed's font CNN, as its report gives it (seed-tasks.md section 1).
@@ -18,6 +20,8 @@ FONT_SEED_PARAMS = 2_636_148
 def build(task_name: str, input_shape: tuple[int, int, int] | None = None, **knobs) -> nn.Module:
     """The task's model with its family defaults, ``knobs`` on top (at the task's input shape)."""
     task = TASKS[task_name]
+    if task.model == "font_cnn" and input_shape:
+        knobs = {"image_size": input_shape[1], **knobs}  # the network at the smaller input, no resampling
     knobs = {**MODELS[task.model].defaults, **knobs}
     return build_model(task.model, task.num_classes, input_shape or task.input_shape, **knobs)
 
@@ -78,6 +82,25 @@ def test_font_width_mult_scales_the_stages():
         count_params(build("font", SMALL_FONT)),
     )
     assert half < full / 2  # conv weights grow with the square of the width
+
+
+def test_font_image_size_resamples_the_images_before_the_network():
+    model = build("font", image_size=48)
+    resize = model[0][0]  # features' first step
+    assert isinstance(resize, Resize)
+    images = torch.rand(2, 1, 90, 90)
+    assert resize(images).shape == (2, 1, 48, 48)
+    assert model(images).shape == (2, 52)  # it still takes the task's 90x90 images
+    # At the images' own size nothing is resampled: the seed's network, parameter for parameter.
+    assert not any(isinstance(m, Resize) for m in build("font").modules())
+    # 48 leaves a 1x1 map before the FC layer (90 a 2x2 one): a quarter of its inputs.
+    fc_inputs = lambda m: next(x for x in m.modules() if isinstance(x, nn.Linear)).in_features  # noqa: E731
+    assert fc_inputs(build("font")) == 4 * fc_inputs(model)
+
+
+def test_font_image_size_too_small_for_the_network_is_a_usage_error():
+    with pytest.raises(UsageError, match="image_size must be at least 32"):
+        build("font", image_size=24)
 
 
 def test_font_blocks_per_stage_adds_blocks():

@@ -9,9 +9,13 @@ the second adds an identity shortcut, and the 256-wide FC layer is batch-normali
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from plumbing.errors import UsageError
 from trainables.models.registry import register_model
+
+MIN_IMAGE_SIZE = 32  # the network halves its input five times: below this nothing is left
 
 
 class Bottleneck(nn.Module):
@@ -34,6 +38,23 @@ class Bottleneck(nn.Module):
         return torch.relu(y + x if self.residual else y)
 
 
+class Resize(nn.Module):
+    """Resamples the images to ``size`` x ``size`` (antialiased) as the network's first step.
+
+    Inside the model, not in the data: the data, its augmentation, an export and a prediction stay
+    at the task's 90x90, and a smaller network input is a searched knob like any other.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(
+            x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+        )
+
+
 @register_model(
     "font_cnn",
     stem_channels=16,
@@ -43,6 +64,7 @@ class Bottleneck(nn.Module):
     fc_width=256,
     dropout1=0.5,  # before the first FC layer
     dropout2=0.3,  # before the classifier
+    image_size=90,  # the side the network sees; the seed's 90 is the images' own, no resampling
 )
 def font_cnn(
     num_classes: int,
@@ -55,9 +77,14 @@ def font_cnn(
     fc_width: int,
     dropout1: float,
     dropout2: float,
+    image_size: int,
 ) -> nn.Module:
+    if image_size < MIN_IMAGE_SIZE:
+        raise UsageError(f"image_size must be at least {MIN_IMAGE_SIZE} for the font CNN, got {image_size}")
     widths = [max(8, round(w * width_mult)) for w in (32, 128, 256, 512)]
+    resize = [Resize(image_size)] if (image_size, image_size) != tuple(input_shape[1:]) else []
     layers: list[nn.Module] = [
+        *resize,
         nn.Conv2d(input_shape[0], stem_channels, stem_kernel, padding=stem_kernel // 2),
         nn.BatchNorm2d(stem_channels),
         nn.ReLU(inplace=True),
