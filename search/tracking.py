@@ -50,9 +50,10 @@ from trainables.tasks import Task, get_task
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# What a trial logs each report, with step=epoch (the report's number): the loop's, and the
-# device memory the trial was estimated to need before it started (trainables/memory.py).
-METRICS = (*REPORT_METRICS, "mem_estimate_gb")
+# What a trial logs each report, with step=epoch (the report's number): the loop's, the device
+# memory the trial was estimated to need before it started (trainables/memory.py) and, on a GPU,
+# how busy it was since the last report (search/gpu_use.py).
+METRICS = (*REPORT_METRICS, "mem_estimate_gb", "gpu_util_pct", "gpu_mem_used_gb")
 MODEL_NAME = "model"  # a kept model's name: runs:/<trial run id>/model
 MODEL_TAG, RANK_TAG = "hpsearch.model_id", "hpsearch.kept"  # on the trial's run
 

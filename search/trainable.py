@@ -35,6 +35,7 @@ import torch
 from ray import tune
 from ray.tune import Checkpoint, ResultGrid
 
+from search.gpu_use import watch_gpu
 from search.settings import SearchSettings
 from trainables.data.splits import Splits
 from trainables.fates import FINISHED_FATES
@@ -76,8 +77,12 @@ def run_trial(
         if not fits(need, free):  # before its data copy: a trial that cannot fit fails at once
             raise TrialOutOfMemory(does_not_fit_message(device_name, need, free, total, config))
 
+    gpu_use = watch_gpu(device)
+
     def report(metrics: dict[str, Any]) -> None:
         metrics = {**metrics, "device": device_name, "mem_estimate_gb": round(need.total / 2**30, 4)}
+        if gpu_use is not None:
+            metrics.update(gpu_use.take())
         # The loop restores the best report's weights only after its last report: hold that
         # report back and send it with the weights once train() has returned.
         if metrics.get("stopped") in FINISHED_FATES:
@@ -104,6 +109,8 @@ def run_trial(
         if last:
             report_with_model(last[-1], result, task_name, config, data)
     finally:
+        if gpu_use is not None:
+            gpu_use.stop()
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the next trial in this reused worker starts with the memory free
 

@@ -117,3 +117,5 @@ def test_a_trial_reports_the_gpu_it_ran_on(monkeypatch, tmp_path):
     trainable.run_trial({}, data=tiny_data(), task_name="mnist", baseline=space.baseline, settings=settings)
     assert reports and {r["device"] for r in reports} == {torch.cuda.get_device_name(0)}
     assert {r["precision"] for r in reports} == {choose_precision(CUDA).name}
+    # Sampled by MLflow's GPU monitor through NVML: how busy the GPU was, and its memory in use.
+    assert all(0 <= r["gpu_util_pct"] <= 100 and r["gpu_mem_used_gb"] > 0 for r in reports)
