@@ -10,6 +10,7 @@ task to choose the spaces' grace periods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -38,8 +39,14 @@ def first_rung_against_last(runs: SearchRuns) -> RungCheck:
         at_end.append(history[history.index.max()])
     if len(at_rung) < MIN_TRIALS:
         return RungCheck(rung, len(at_rung), None)
-    rho = pd.Series(at_rung).rank().corr(pd.Series(at_end).rank())
-    return RungCheck(rung, len(at_rung), None if pd.isna(rho) else float(rho))
+    rho = rank_correlation(at_rung, at_end)
+    return RungCheck(rung, len(at_rung), None if pd.isna(rho) else rho)
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rho: the correlation of the ranks (ties share their mean rank); NaN if all tie.
+    The search's scheduler measures its rungs with it too (search/stopping.py)."""
+    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
 
 
 def rung_line(runs: SearchRuns) -> str:

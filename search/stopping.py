@@ -15,13 +15,12 @@ checkpoint's (Spearman's rho), and it stops again only while that stays true.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from reports.rungs import rank_correlation
 from search.settings import SearchSettings
 
 # A rung stops trials only if it ranks them at least this like the next checkpoint does. At 0.7
@@ -147,11 +146,6 @@ class RankCheckedASHA(FIFOScheduler):
                 rho = rank_correlation(*zip(*pairs, strict=True))
                 self.rho[rung] = float(rho) if np.isfinite(rho) else 0.0
         return signed
-
-
-def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rho: the correlation of the ranks (ties share their mean rank)."""
-    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
 
 
 def make_scheduler(settings: SearchSettings) -> RankCheckedASHA:
