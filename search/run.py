@@ -36,6 +36,7 @@ from search.summary import top_finished, trials_frame
 from search.tracking import MlflowTracker
 from search.trainable import keep_checkpoints
 from search.tuner import SearchSettings, build_tuner, concurrent_slots, restore_tuner
+from trainables.compiled import COMPILE_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--address", help="join a running Ray cluster (ADDR or 'auto') instead of starting one")
     g.add_argument("--gpus-per-trial", type=float, help="default 1 with GPUs; 0.5 packs two trials on a GPU")
     g.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
+    g.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="auto",
+        help="torch.compile GPU trials: auto (the model families it was measured to pay for), on, off",
+    )
     g = p.add_argument_group("how long")
     g.add_argument("--trials", type=int, help="number of trials (default 20, or the space's quick count)")
     g.add_argument("--time-budget", type=float, help="seconds for the whole search")
@@ -114,6 +121,7 @@ def settings_from(args: argparse.Namespace, space: Space) -> SearchSettings:
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
         seed=args.seed,
+        compile=args.compile,
     )
     checks = [
         (settings.trials >= 1, "--trials must be at least 1"),

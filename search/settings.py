@@ -18,6 +18,7 @@ class SearchSettings:
     grace_period: int = 1  # in reports
     reduction_factor: float = 3.0
     seed: int = 0
+    compile: str = "auto"  # torch.compile for GPU trials: auto, on, off (trainables/compiled.py)
 
     @property
     def stopper_budget_s(self) -> float:

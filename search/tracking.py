@@ -424,10 +424,11 @@ class MlflowTracker(Callback):
         now = _now_ms()
         metrics = [Metric(k, float(v), now, step) for k in METRICS if is_number(v := result.get(k))]
         # What the trial itself ran on and in, where it says so (search/trainable.py, the loop).
+        ran = {key: result.get(key) for key in ("device", "precision", "compiled")}
         tags = [
-            RunTag(f"hpsearch.{key}", value)
-            for key in ("device", "precision")
-            if isinstance(value := result.get(key), str) and value
+            RunTag(f"hpsearch.{key}", str(value).lower() if isinstance(value, bool) else value)
+            for key, value in ran.items()
+            if isinstance(value, bool) or isinstance(value, str) and value
         ]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self._last_step[trial_id] = step

@@ -98,6 +98,7 @@ def run_trial(
                 data.to(device),
                 device=device,
                 budget_s=settings.trial_budget_s,
+                compile_mode=settings.compile,
                 on_epoch=report,
                 horizon=horizon,
                 started=started,

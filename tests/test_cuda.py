@@ -56,6 +56,16 @@ def test_the_memory_estimate_is_near_what_a_trial_really_holds(task_name):
     assert peak / 2 <= need.total <= 20 * peak, (need.describe(), peak)
 
 
+@pytest.mark.parametrize("task_name", ["mnist", "cifar100", "emnist"])  # a CNN, batch norm, the LSTM
+def test_a_compiled_run_trains_and_hands_back_the_plain_model(task_name):
+    task = TASKS[task_name]
+    config = resolve_config(task, {"epochs": 2, "batch_size": 64})
+    result = train(task, config, random_splits(task, 512, 128).to(CUDA), device=CUDA, compile_mode="on")
+    assert result.compiled and result.compile_s > 0, "compilation failed and fell back to eager"
+    assert all(math.isfinite(r["train_loss"]) and r["compiled"] for r in result.history)
+    assert not any(name.startswith("_orig_mod") for name in result.model.state_dict())
+
+
 def test_the_gpu_gets_its_best_precision():
     native = torch.cuda.get_device_capability() >= (8, 0)
     assert choose_precision(CUDA).name == (BF16 if native else FP16)

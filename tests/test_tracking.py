@@ -374,6 +374,7 @@ def test_search_has_a_nested_run_per_trial(smoke):
         assert tags["hpsearch.trial_id"] == run.info.run_name and tags["hpsearch.task"] == "mnist"
         assert tags["hpsearch.device"] == "cpu" and tags["hpsearch.code_version"] == code_version()
         assert tags["hpsearch.precision"] == "fp32"  # what the trial's own reports said it trained in
+        assert tags["hpsearch.compiled"] == "false"  # the CPU never compiles
     # Exactly one trial is the seed's baseline, and it is the one trials.csv says.
     baseline = [r.info.run_name for r in runs if r.data.tags["hpsearch.baseline"] == "true"]
     assert baseline == list(smoke.frame.index[smoke.frame["baseline"]])

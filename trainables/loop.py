@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.augment import augment
+from trainables.compiled import compile_for_training, wants_compile
 from trainables.data.splits import Split, Splits
 from trainables.models import build_model, count_params
 from trainables.optim import Schedule, build_optimizer
@@ -90,6 +91,8 @@ class TrainResult:
     n_params: int = 0
     horizon_epochs: float = 0.0  # the schedule's horizon as it was finally planned
     precision: str = ""  # the arithmetic it trained in (trainables/precision.py)
+    compiled: bool = False  # trained through torch.compile (trainables/compiled.py)
+    compile_s: float | None = None  # the compiling warm-up's seconds, on the run's clock
 
 
 def pick_device(gpus: float) -> torch.device:
@@ -108,15 +111,17 @@ def train(
     horizon: Horizon | None = None,
     started: float | None = None,
     precision: Precision | None = None,
+    compile_mode: str = "off",
 ) -> TrainResult:
     """Train ``task``'s model under ``config`` on ``data`` (already on ``device``).
 
-    ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``started`` is the
-    ``time.perf_counter()`` at which the budget's clock started (default: now), so a caller's
-    own set-up (a trial's data hand-over) counts against the budget too. ``precision`` defaults
-    to what the device does best (``choose_precision``). The returned model
-    holds the best validation report's weights, or with ``keep_best`` False the last one's (when
-    validation data was trained on, its accuracy picks nothing).
+        ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``started`` is the
+        ``time.perf_counter()`` at which the budget's clock started (default: now), so a caller's
+        own set-up (a trial's data hand-over) counts against the budget too. ``precision`` defaults
+        to what the device does best (``choose_precision``); ``compile_mode`` says whether a CUDA run
+    is compiled (trainables/compiled.py: ``auto``, ``on`` or ``off``). The returned model
+        holds the best validation report's weights, or with ``keep_best`` False the last one's (when
+        validation data was trained on, its accuracy picks nothing).
     """
     started = time.perf_counter() if started is None else started
     horizon = horizon or Horizon(float(config["epochs"]))
@@ -135,6 +140,16 @@ def train(
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     best_state = copy.deepcopy(model.state_dict())
+    # What runs the batches: the model, or the model compiled (sharing its parameters), compiled
+    # here in a warm-up that leaves no trace, on the run's clock (trainables/compiled.py).
+    net = model
+    if wants_compile(compile_mode, device, task.model):
+
+        def warm_up(compiled: nn.Module) -> None:
+            _warm_up(compiled, model, data.train, task, config, autocast, memory_format)
+
+        net, result.compile_s = compile_for_training(model, warm_up)
+    result.compiled = net is not model
 
     n, per_epoch = len(data.train), horizon.reports_per_epoch
     batches = _batches(n, config["batch_size"], gen)
@@ -142,17 +157,17 @@ def train(
     # Training stops this long before the deadline, so that the validation pass ending the
     # report still fits: predicted from a probe at first (an untrained model's forward costs
     # what a trained one's does), then the last pass as measured.
-    val_s = _time_validation(model, data.val, task, autocast, memory_format)
+    val_s = _time_validation(net, data.val, task, autocast, memory_format)
     report_no = 0
     while report_no < planned:
         report_no += 1
         span_start = time.perf_counter()
         seen_before = seen
         until = round(min(report_no / per_epoch, result.horizon_epochs) * n)
-        model.train()
+        net.train()
         lr = schedule.set(seen / n)
         train_loss, train_acc, seen, out_of_time = _train_span(
-            model,
+            net,
             data.train,
             batches,
             seen,
@@ -168,7 +183,7 @@ def train(
             scaler=scaler,
         )
         val_started = time.perf_counter()
-        val_loss, val_acc = evaluate(model, data.val, task, autocast, memory_format)
+        val_loss, val_acc = evaluate(net, data.val, task, autocast, memory_format)
         now = time.perf_counter()
         val_s = now - val_started
         span_s = now - span_start
@@ -213,6 +228,7 @@ def train(
             "time_total_s": now - started,
             "stopped": result.stopped,  # empty while the run goes on
             "precision": precision.name,
+            "compiled": result.compiled,
         }
         if cuda:  # read at the report's sync: no extra one
             report["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -226,6 +242,39 @@ def train(
     if keep_best:
         model.load_state_dict(best_state)
     return result
+
+
+def _warm_up(
+    net: nn.Module,
+    model: nn.Module,
+    split: Split,
+    task: Task,
+    config: dict[str, Any],
+    autocast: Any,
+    memory_format: Any,
+) -> None:
+    """A training step's forward and backward and an eval forward through ``net``, on the first
+    batch of ``split``, that leave no trace: no optimizer step, the gradients cleared, batch
+    norm's statistics and the random state (dropout's) as they were. What they do is compile."""
+    buffers = [b.detach().clone() for b in model.buffers()]
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    batch = slice(0, min(len(split), config["batch_size"]))
+    x = normalise(split.x[batch].float().div_(255), task).contiguous(memory_format=memory_format)
+    net.train()
+    with autocast:
+        loss = F.cross_entropy(net(x), split.y[batch])
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    net.eval()
+    with torch.no_grad(), autocast:
+        net(x)
+    with torch.no_grad():
+        for buffer, saved in zip(model.buffers(), buffers, strict=True):
+            buffer.copy_(saved)
+    torch.set_rng_state(rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def _reports_that_fit(left_s: float, report_train_s: float, val_s: float) -> float:
