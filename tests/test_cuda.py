@@ -66,6 +66,20 @@ def test_a_compiled_run_trains_and_hands_back_the_plain_model(task_name):
     assert not any(name.startswith("_orig_mod") for name in result.model.state_dict())
 
 
+def test_the_lstm_runs_in_cudnn_under_autocast():
+    # Autocast casts the LSTM to the low precision, where cuDNN's fused RNN kernels must still
+    # be the ones chosen (not the slow per-step fallback).
+    task = TASKS["emnist"]
+    config = resolve_config(task, {})
+    model = build_task_model(task, config).to(CUDA)
+    x = torch.rand(64, *task.input_shape, device=CUDA)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        with choose_precision(CUDA).autocast():
+            model(x).float().sum().backward()
+    ops = {event.key for event in prof.key_averages()}
+    assert "aten::_cudnn_rnn" in ops, sorted(op for op in ops if "rnn" in op or "lstm" in op)
+
+
 def test_the_gpu_gets_its_best_precision():
     native = torch.cuda.get_device_capability() >= (8, 0)
     assert choose_precision(CUDA).name == (BF16 if native else FP16)
