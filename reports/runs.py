@@ -149,9 +149,12 @@ def load_search(client: MlflowClient, experiment: str, search: str) -> SearchRun
     mode = parent.data.tags.get("hpsearch.mode", "max")
 
     # Trials by their parent run, not by name: two searches given the same --name (in two
-    # results folders) are two searches. One search's parents share its Optuna study file.
-    study = parent.data.tags.get("hpsearch.study")
-    own = [p for p in parents if study and p.data.tags.get("hpsearch.study") == study] or [parent]
+    # results folders, or one after the other in a folder deleted between them) are two
+    # searches. One search's parents (a resumed one has several) share its id, and before
+    # searches had ids, their Optuna study file.
+    key = "hpsearch.search_id" if "hpsearch.search_id" in parent.data.tags else "hpsearch.study"
+    mine = parent.data.tags.get(key)
+    own = [p for p in parents if mine and p.data.tags.get(key) == mine] or [parent]
     runs = [
         run
         for p in own

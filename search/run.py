@@ -15,6 +15,7 @@ import json
 import shlex
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import torch
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         quick=args.quick,
         data=identity,
+        search_id=json.loads((experiment_dir / RECORD).read_text()).get("search_id"),
     )
     if args.resume:
         # Tune runs the callbacks it pickled with the search; they find their MLflow runs by tags.
@@ -342,6 +344,7 @@ def print_plan(
 def write_record(experiment_dir: Path, args: argparse.Namespace, settings: SearchSettings) -> None:
     experiment_dir.mkdir(parents=True, exist_ok=True)
     record = {
+        "search_id": uuid.uuid4().hex,  # this search, not another one that ran under its name here
         "settings": dataclasses.asdict(settings),
         **{key: _jsonable(getattr(args, key)) for key in RECORDED},
     }

@@ -83,10 +83,14 @@ class MlflowTracker(Callback):
         command: str,
         quick: bool,
         data: DataIdentity | None = None,
+        search_id: str | None = None,
     ) -> None:
         self.space, self.settings, self.data = space, settings, data
         self.search = experiment_dir.name
         self.study = str((Path(experiment_dir) / STUDY_FILE).resolve())
+        # The search's own id, kept by --resume: a new search in a folder where a deleted one ran
+        # under the same name (same study path) must not reopen that one's run.
+        self.search_id = search_id
         self.tracking_uri = tracking_uri
         self.experiment = experiment or space.task.name
         self.command, self.quick = command, quick
@@ -325,6 +329,8 @@ class MlflowTracker(Callback):
             f"tags.`hpsearch.role` = 'search' AND tags.`hpsearch.search` = {_quote(self.search)}"
             f" AND tags.`hpsearch.study` = {_quote(self.study)}"
         )
+        if self.search_id:
+            query += f" AND tags.`hpsearch.search_id` = {_quote(self.search_id)}"
         found = client.search_runs([self._experiment_id], query, max_results=1)
         if found:
             self._parent_id = found[0].info.run_id
@@ -336,6 +342,7 @@ class MlflowTracker(Callback):
             "hpsearch.search": self.search,
             "hpsearch.task": self.space.task.name,
             "hpsearch.study": self.study,
+            **({"hpsearch.search_id": self.search_id} if self.search_id else {}),
             "hpsearch.metric": self.space.metric,
             "hpsearch.mode": self.space.mode,
             "hpsearch.code_version": self._code,

@@ -69,7 +69,13 @@ DISTRIBUTIONS = dict(
 
 
 def log_search(
-    client: MlflowClient, experiment_id: str, name: str, trials: list, study: Path | None, started: int = T0
+    client: MlflowClient,
+    experiment_id: str,
+    name: str,
+    trials: list,
+    study: Path | None,
+    started: int = T0,
+    search_id: str | None = None,
 ) -> None:
     tags = {
         "hpsearch.role": "search",
@@ -82,6 +88,8 @@ def log_search(
     }
     if study is not None:
         tags["hpsearch.study"] = str(study)
+    if search_id is not None:
+        tags["hpsearch.search_id"] = search_id
     parent = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
     # Some of the search settings MlflowTracker logs on the search's run, as it writes them.
     settings = dict(trials=len(trials), trial_budget_s=150.0, max_epochs=4, reports_per_epoch=1)
@@ -346,6 +354,19 @@ def test_two_searches_with_one_name_are_two_searches(tmp_path):
     log_search(client, font, "same", TRIALS[:3], tmp_path / "a" / "optuna_study.journal")
     later = [("t0100", "completed", False, [0.30, 0.31], TRIALS[1][4])]
     log_search(client, font, "same", later, tmp_path / "b" / "optuna_study.journal", started=T0 + DAY)
+    md = write_report(uri, "font", "same", tmp_path / "report", top=10, command=COMMAND).read_text()
+    assert "t0100" in md and not {"t0000", "t0001", "t0002"} & set(trial_ids(md))
+
+
+def test_a_search_run_again_in_its_deleted_folder_is_another_search(tmp_path):
+    # The same --name and the same folder, so the same study path; their ids tell them apart.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    font = client.create_experiment("font", artifact_location=str(tmp_path / "artifacts"))
+    study = tmp_path / "a" / "optuna_study.journal"
+    log_search(client, font, "same", TRIALS[:3], study, search_id="first")
+    later = [("t0100", "completed", False, [0.30, 0.31], TRIALS[1][4])]
+    log_search(client, font, "same", later, study, started=T0 + DAY, search_id="second")
     md = write_report(uri, "font", "same", tmp_path / "report", top=10, command=COMMAND).read_text()
     assert "t0100" in md and not {"t0000", "t0001", "t0002"} & set(trial_ids(md))
 

@@ -162,7 +162,7 @@ def data() -> Splits:
     return Splits(split(200), split(100), split(10), [str(k) for k in range(10)])
 
 
-def tracker_for(space, settings, experiment_dir, tracking_uri=None) -> MlflowTracker:
+def tracker_for(space, settings, experiment_dir, tracking_uri=None, search_id=None) -> MlflowTracker:
     return MlflowTracker(
         space,
         settings,
@@ -171,6 +171,7 @@ def tracker_for(space, settings, experiment_dir, tracking_uri=None) -> MlflowTra
         experiment=None,
         command="pytest tests/test_tracking.py",
         quick=True,
+        search_id=search_id,
     )
 
 
@@ -289,6 +290,21 @@ def test_resumed_search_replaces_a_restarted_trials_run(space, default_store, tm
     assert sorted((m.step, m.value) for m in history) == [(1, 0.01), (2, 0.02), (3, 0.03)]
     assert run.data.tags["hpsearch.restarted_from"] == cut_short.info.run_id
     assert default_store.get_run(cut_short.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_a_new_search_where_a_deleted_one_ran_under_its_name_gets_its_own_run(space, default_store, tmp_path):
+    # Same --name, same folder (so the same study path), the first one's folder deleted between:
+    # two searches, two parent runs. The same search resumed (its id kept) reopens its own.
+    folder, settings = tmp_path / "results" / "again", SearchSettings(trials=1, max_epochs=1)
+    parents = []
+    for search_id in ("first", "second", "second"):
+        tracker = tracker_for(space, settings, folder, search_id=search_id)
+        tracker.setup()
+        parents.append(tracker._parent_id)
+        tracker.finish({}, [])
+    assert parents[0] != parents[1] == parents[2]
+    runs = {r.info.run_id: r.data.tags["hpsearch.search_id"] for r in search_runs(default_store, "again")}
+    assert runs == {parents[0]: "first", parents[1]: "second"}
 
 
 def test_tracker_goes_on_without_a_server(space, tmp_path, caplog):
