@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path's prepared check, for a machine with one CUDA GPU; about 10 minutes.
+# The GPU path's prepared check, for a machine with one CUDA GPU; about 8 minutes.
 #
 #   bash benchmarks/gpu_check.sh
 #
@@ -20,14 +20,17 @@ mkdir -p "$out/gpu_search"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu_tests.txt"
 
 echo "== cuda tests"
-python -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee -a "$out/gpu_tests.txt"
+# (Failures are in gpu_tests.txt; the benchmarks still run: a GPU session is rare and short.)
+python -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee -a "$out/gpu_tests.txt" || true
 
 echo "== throughput on the GPU"
 timeout 240 python benchmarks/throughput.py --gpus 1 --out "$out/throughput_gpu.md"
 
 echo "== torch.compile per model family"
 # (Not fatal: a compiler that hangs must not cost the search below its turn.)
-timeout 150 python benchmarks/compile_gain.py --images 10000 --out "$out/compile_gpu.md" \
+# One task per model family (emnist_digit_letter shares emnist's LSTM).
+timeout 150 python benchmarks/compile_gain.py --tasks font,emnist,mnist,cifar10,cifar100 --images 8000 \
+    --out "$out/compile_gpu.md" \
     || echo "compile_gain.py did not finish (exit $?)" | tee -a "$out/gpu_tests.txt"
 
 echo "== a packed font search, 3 minutes"
