@@ -38,6 +38,7 @@ REPORT_KEYS = {
     "time_total_s",
     "stopped",
     "precision",
+    "compiled",  # False: the CPU never compiles
 }
 
 
@@ -94,6 +95,7 @@ def test_train_runs_one_epoch_of_the_baseline_for_every_task(task_name):
     assert reports == result.history and len(reports) == 1
     report = reports[0]
     assert set(report) == REPORT_KEYS
+    assert report["compiled"] is False
     assert report["epoch"] == 1 and report["stopped"] == "completed" == result.stopped
     assert report["lr"] == config["lr"]  # the rate the epoch trained with, before the schedule steps
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "time_total_s"):
