@@ -8,15 +8,20 @@ runs them (`pytest -m cuda`) on a GPU machine.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
+from mlflow import MlflowClient
 from search_helpers import random_splits, tiny_data, write_tiny_space
 
 from search import trainable
 from search.settings import SearchSettings
 from search.space import load_space
+from tests.fake_datasets import write_mnist
 from trainables.config import resolve_config
 from trainables.loop import build_task_model, train
 from trainables.memory import estimate_memory
@@ -28,6 +33,7 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 CUDA = torch.device("cuda")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("task_name", list(TASKS))
@@ -143,3 +149,32 @@ def test_a_trial_reports_the_gpu_it_ran_on(monkeypatch, tmp_path):
     assert {r["precision"] for r in reports} == {choose_precision(CUDA).name}
     # Sampled by MLflow's GPU monitor through NVML: how busy the GPU was, and its memory in use.
     assert all(0 <= r["gpu_util_pct"] <= 100 and r["gpu_mem_used_gb"] > 0 for r in reports)
+
+
+def test_two_trials_packed_on_one_gpu_both_train_there(tmp_path):
+    # The search as a user runs it, in its own process (its own Ray, with this machine's one GPU):
+    # half a GPU per trial, so the two trials share it, and both really ran on it.
+    write_mnist(tmp_path / "data", n_train=5200, n_test=100)
+    done = subprocess.run(
+        [
+            sys.executable, "search/run.py", "--space", str(write_tiny_space(tmp_path)),
+            "--gpus", "1", "--gpus-per-trial", "0.5", "--trials", "2", "--max-epochs", "2",
+            "--trial-budget", "60", "--data-dir", str(tmp_path / "data"),
+            "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "results"),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--name", "packed", "--offline",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mnist")
+    runs = client.search_runs([experiment.experiment_id], "tags.`hpsearch.role` = 'trial'")
+    assert len(runs) == 2
+    assert {r.data.tags["hpsearch.device"] for r in runs} == {torch.cuda.get_device_name(0)}
+    assert {r.data.tags["hpsearch.fate"] for r in runs} <= {"completed", "budget"}
+    # Packed, not one after the other: their runs overlap in time.
+    (a, b) = sorted(runs, key=lambda r: r.info.start_time)
+    assert b.info.start_time < a.info.end_time
