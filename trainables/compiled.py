@@ -5,7 +5,7 @@ trick), at the price of a compilation of a few seconds to a minute at the start.
 the run's, inside its budget: the loop compiles in a warm-up before its first report (so the
 first report's speed, from which the run plans its horizon, is the compiled speed), and the
 warm-up's time is on the run's clock. Whether it pays depends on the model family and the GPU:
-``benchmarks/throughput.py --compile`` measures it, and ``auto`` compiles the families listed
+``benchmarks/compile_gain.py`` measures it, and ``auto`` compiles the families listed
 in ``PAYS_ON_CUDA``. On the CPU nothing is compiled: inductor's C++ build takes longer than it
 saves these models in a 10-minute trial, and needs a compiler toolchain users may lack.
 """
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("auto", "on", "off")
 # Model families whose CUDA runs train faster compiled, compilation included, in the table of
-# benchmarks/throughput.py --compile. None until a GPU has measured them: `auto` compiles none.
+# benchmarks/compile_gain.py (reports/benchmarks/compile_gpu.md). None until a GPU has measured
+# them: `auto` compiles none.
 PAYS_ON_CUDA: frozenset[str] = frozenset()
 
 

@@ -115,13 +115,13 @@ def train(
 ) -> TrainResult:
     """Train ``task``'s model under ``config`` on ``data`` (already on ``device``).
 
-        ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``started`` is the
-        ``time.perf_counter()`` at which the budget's clock started (default: now), so a caller's
-        own set-up (a trial's data hand-over) counts against the budget too. ``precision`` defaults
-        to what the device does best (``choose_precision``); ``compile_mode`` says whether a CUDA run
+    ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``started`` is the
+    ``time.perf_counter()`` at which the budget's clock started (default: now), so a caller's
+    own set-up (a trial's data hand-over) counts against the budget too. ``precision`` defaults
+    to what the device does best (``choose_precision``); ``compile_mode`` says whether a CUDA run
     is compiled (trainables/compiled.py: ``auto``, ``on`` or ``off``). The returned model
-        holds the best validation report's weights, or with ``keep_best`` False the last one's (when
-        validation data was trained on, its accuracy picks nothing).
+    holds the best validation report's weights, or with ``keep_best`` False the last one's (when
+    validation data was trained on, its accuracy picks nothing).
     """
     started = time.perf_counter() if started is None else started
     horizon = horizon or Horizon(float(config["epochs"]))
