@@ -39,12 +39,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self.budget_s = budget_s
         self._reported: dict[str, list[float]] = {}  # Tune trial id -> its metric, report by report
+        self._told_before: set[str] = set()  # Tune trials Optuna already has the end of (restore)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._told_before:
+            return
         self._reported.setdefault(trial_id, []).append(result.get(self.metric))
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._told_before:
+            return
         fate = trial_fate(result, error, self.budget_s, stopping=search_stopping())
         if trial_id in self._completed_trials or fate == FAILED:
             super().on_trial_complete(trial_id, result=result, error=error)
@@ -68,6 +73,15 @@ class PruneAwareOptunaSearch(OptunaSearch):
         # checkpoint, has no Tune trial to run it: left RUNNING, it would stay so in the journal
         # forever and, with the constant liar, keep TPE away from its point.
         fail_running(self._ot_study, keep={t.number for t in self._ot_trials.values()})
+        # A trial that ended, and was told, after the searcher's last checkpoint and before the
+        # driver died is RUNNING in Tune's checkpoint: Tune runs it again. Optuna keeps the
+        # first end (telling it twice is an error that would fail the rerun).
+        ended = {t.number for t in self._ot_study.get_trials(deepcopy=False) if t.state.is_finished()}
+        self._told_before = {
+            trial_id
+            for trial_id, trial in self._ot_trials.items()
+            if trial.number in ended and trial_id not in self._completed_trials
+        }
 
 
 def fail_running(study: optuna.Study, keep: set[int] = frozenset()) -> list[int]:

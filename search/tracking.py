@@ -43,7 +43,7 @@ from search.searcher import STUDY_FILE
 from search.settings import SearchSettings
 from search.space import Space
 from search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, read_checkpoint
-from trainables.fates import FAILED, RUNNING, is_number, trial_fate
+from trainables.fates import FAILED, RUNNING, STOPPED, is_number, trial_fate
 from trainables.loop import REPORT_METRICS
 from trainables.tasks import Task, get_task
 
@@ -161,6 +161,7 @@ class MlflowTracker(Callback):
         # on --resume they train again, each in a new run that replaces its cut-short one.
         for trial_id in sorted(set(self._open) | set(self._trials)):
             self._try(f"closing trial {trial_id}'s run", self._kill_trial, trial_id)
+        self._try("closing the runs of trials Tune lost", self._close_lost, {t.trial_id for t in trials})
 
     # The search's end, called by search/run.py
 
@@ -457,6 +458,26 @@ class MlflowTracker(Callback):
             self.client.set_terminated(self._runs[trial_id], status="KILLED")
             self._open.discard(trial_id)
         self._trials.pop(trial_id, None)
+
+    def _close_lost(self, known: set[str]) -> None:
+        # A driver killed outright (OOM killer, lost node) between a trial's start and Tune's
+        # next checkpoint leaves a run Tune never recorded: --resume does not run that trial
+        # again (its Optuna trial is failed, search/searcher.py), so nothing else would end it.
+        parent = self._open_parent()
+        if parent is None:
+            return
+        unended = self.client.search_runs(
+            [self._experiment_id],
+            f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`hpsearch.fate` = '{RUNNING}'",
+            max_results=1000,
+        )
+        for run in unended:
+            if run.data.tags.get("hpsearch.trial_id", run.info.run_name) in known:
+                continue
+            why = "the search's driver died while this trial ran, before Tune recorded it; not resumed"
+            tags = [RunTag("hpsearch.fate", STOPPED), RunTag("hpsearch.error", why)]
+            self.client.log_batch(run.info.run_id, tags=tags)
+            self.client.set_terminated(run.info.run_id, status="KILLED")
 
     def _trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.settings.trial_config(self.space.task, self.space.baseline, params)

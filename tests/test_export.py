@@ -82,7 +82,13 @@ def store(root) -> str:
         tracker.on_trial_start(0, [], trial)
         for epoch, acc in enumerate(accs, 1):
             last = epoch == len(accs)
-            trial.last_result = {"epoch": epoch, "val_acc": acc, "time_total_s": epoch, "stopped": ""}
+            trial.last_result = {
+                "training_iteration": epoch,
+                "epoch": epoch,
+                "val_acc": acc,
+                "time_total_s": epoch,
+                "stopped": "",
+            }
             trial.last_result.update(stopped=stopped if last else "", horizon_epochs=horizon if last else 2.0)
             tracker.on_trial_result(0, [], trial, trial.last_result)
         tracker.on_trial_complete(0, [], trial)

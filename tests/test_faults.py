@@ -15,6 +15,7 @@ from collections import Counter
 
 import mlflow
 import optuna
+import pandas as pd
 import pytest
 import ray.cloudpickle
 from optuna.trial import TrialState
@@ -115,22 +116,38 @@ def test_a_driver_killed_outright_resumes_with_nothing_left_running_or_counted_t
     )
     assert again.returncode == 0, again.stderr[-3000:]
 
-    # The Optuna journal: every trial ended, the one asked for just before the kill included.
+    # The Optuna journal: every trial ended, the one asked for just before the kill included,
+    # and each trial Tune ran is in it once, in the state its fate maps to.
     trials = study_trials(journal)
-    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
-    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(ended) == TRIALS
-    # MLflow: one run per trial, none RUNNING, the search's own run ended too.
+    states = [(t.number, t.state.name, t.params) for t in trials]
+    output = again.stdout[-3000:]
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING], states
+    fates = pd.read_csv(tmp_path / "results" / "stop" / "trials.csv").set_index("trial_id")["fate"]
+    # All ran to an end of their own or the scheduler's: none failed, none left unrun.
+    ran = {"completed", "budget", "pruned", "diverged"}
+    assert len(fates) == TRIALS and set(fates) <= ran, (fates.to_dict(), output)
+    judged = Counter(t.state.name for t in trials if t.state != TrialState.FAIL)
+    finished = fates.isin(["completed", "budget"]).sum()
+    assert judged == Counter(COMPLETE=finished, PRUNED=(fates == "pruned").sum()), (states, output)
+    # MLflow: one run per trial Tune ran, none RUNNING, the search's own run ended too.
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, max_results=1000)
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
-    per_trial = Counter(
-        r.data.tags.get("hpsearch.trial_id") for r in runs if r.data.tags.get("hpsearch.role") == "trial"
-    )
-    assert len(per_trial) == TRIALS and set(per_trial.values()) == {1}, per_trial
+    tune_trials = set(fates.index)
+    trial_runs = [r for r in runs if r.data.tags.get("hpsearch.role") == "trial"]
+    per_trial = Counter(r.data.tags["hpsearch.trial_id"] for r in trial_runs)
+    assert {t: per_trial[t] for t in tune_trials} == dict.fromkeys(tune_trials, 1), per_trial
+    # A trial killed with the driver before Tune's checkpoint saw it is not run again: its run
+    # says so, and its Optuna trial failed (TPE's seeded start may propose its point again).
+    lost = [r for r in trial_runs if r.data.tags["hpsearch.trial_id"] not in tune_trials]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(lost) <= len(failed)
+    for run in lost:
+        assert run.info.status == "KILLED" and run.data.tags["hpsearch.fate"] == "stopped"
+        assert "driver died" in run.data.tags["hpsearch.error"]
     searches = [r for r in runs if r.data.tags.get("hpsearch.role") == "search"]
-    assert len(searches) == 1 and searches[0].info.status == "FINISHED"
+    assert len(searches) == 1 and searches[0].info.status == "FINISHED", output
 
 
 def test_closing_a_study_fails_the_trials_it_left_running_and_keeps_the_rest(tmp_path):
@@ -150,6 +167,30 @@ def test_closing_a_study_fails_the_trials_it_left_running_and_keeps_the_rest(tmp
     assert close_study(results_dir) == [handed_out.number]  # at the end nothing runs any more
     states = [t.state for t in optuna.load_study(study_name=results_dir.name, storage=storage).trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+
+
+def test_a_trial_told_after_the_last_checkpoint_runs_again_without_a_second_tell(tmp_path):
+    from search.searcher import make_searcher
+
+    space = load_space(write_tiny_space(tmp_path))
+    results_dir = tmp_path / "search"
+    results_dir.mkdir()
+    searcher = make_searcher(space, seed=0, results_dir=results_dir, n_startup_trials=2)
+    searcher.set_search_properties(space.metric, space.mode, {})
+    pickled = ray.cloudpickle.dumps(searcher)  # as Tune keeps it in tuner.pkl for --resume
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last checkpoint: "a" is running
+    last = {"val_acc": 0.5, "training_iteration": 1, "stopped": "completed"}
+    searcher.on_trial_result("a", last)
+    searcher.on_trial_complete("a", last)  # told; then the driver is killed
+
+    again = ray.cloudpickle.loads(pickled)
+    again.restore(str(tmp_path / "searcher.pkl"))
+    rerun = {**last, "val_acc": 0.6}  # Tune runs "a" again (a GPU is not bit-exact)
+    again.on_trial_result("a", rerun)
+    again.on_trial_complete("a", rerun)  # no "Cannot tell a COMPLETE trial", which fails the rerun
+    (trial,) = study_trials(results_dir / STUDY_FILE)
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.5  # the first end stands
 
 
 def test_a_trial_that_never_started_is_not_listed_as_the_baseline(tmp_path):

@@ -436,7 +436,7 @@ def small_search(tmp_path, monkeypatch, one_torch_thread):
     for trial_id in ("t_00000", "t_00001"):
         trial = SimpleNamespace(trial_id=trial_id, config={}, last_result={})
         first.on_trial_start(0, [], trial)
-        trial.last_result = {"epoch": 1, "val_acc": 0.5, "stopped": "completed"}
+        trial.last_result = {"training_iteration": 1, "epoch": 1, "val_acc": 0.5, "stopped": "completed"}
         first.on_trial_result(0, [], trial, trial.last_result)
         first.on_trial_complete(0, [], trial)
     checkpoints = {t: trained_checkpoint(tmp_path / t, seed) for seed, t in enumerate(("t_00000", "t_00001"))}

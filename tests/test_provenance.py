@@ -163,7 +163,12 @@ def search(root) -> SimpleNamespace:
         tracker.setup()
         tracker.on_trial_start(0, [], trial)
         for epoch in (1, 2):
-            trial.last_result = {"epoch": epoch, "val_acc": epoch / 4, "time_total_s": epoch}
+            trial.last_result = {
+                "training_iteration": epoch,
+                "epoch": epoch,
+                "val_acc": epoch / 4,
+                "time_total_s": epoch,
+            }
             trial.last_result.update(stopped="completed" if epoch == 2 else "", horizon_epochs=2.0)
             tracker.on_trial_result(0, [], trial, trial.last_result)
         tracker.on_trial_complete(0, [], trial)

@@ -89,6 +89,21 @@ def test_simulate_pruned_trials_reach_our_study_as_pruned(tmp_path):
     assert states.count(TrialState.COMPLETE) == ended.count("completed") > 0
 
 
+def test_a_trial_stopped_before_it_reported_is_no_evidence_for_tpe(tmp_path):
+    # Tune ends a trial still pending (a resumed search, the search's end) with no result at
+    # all: that is no pruning of its config, and TPE must not learn from it as if it were.
+    space = Space(Path("synthetic"), None, "score", "max", 1.0, MAX_T, {}, suggest)
+    searcher = make_searcher(space, seed=0, results_dir=tmp_path, n_startup_trials=5)
+    searcher.set_search_properties("score", "max", {})
+    searcher.suggest("pending")
+    searcher.suggest("ran")
+    searcher.on_trial_result("ran", {"score": 0.5, "training_iteration": 1})
+    searcher.on_trial_complete("pending")  # what Tune's stop_trial sends for a PENDING trial
+    searcher.on_trial_complete("ran", {"score": 0.5, "training_iteration": 1})  # ASHA stopped it
+    states = [t.state for t in searcher._ot_study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.PRUNED]
+
+
 def test_simulate_optuna_prunes_with_optuna_pruners_on_n_workers():
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3)
     study = optuna.create_study(

@@ -263,7 +263,7 @@ def test_resumed_search_replaces_a_restarted_trials_run(space, default_store, tm
     tracker.on_trial_start(0, [], trial)
     for epoch in (1, 2):
         tracker.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 10})
-    tracker.on_experiment_end([])  # Ctrl-C: the trial's run is left KILLED, its fate running
+    tracker.on_experiment_end([trial])  # Ctrl-C: the trial's run is left KILLED, its fate running
     tracker.finish({}, [])
     (parent,) = search_runs(default_store, "resumed")
     assert parent.info.status == "KILLED"  # a trial never ended: the search was interrupted
@@ -276,7 +276,7 @@ def test_resumed_search_replaces_a_restarted_trials_run(space, default_store, tm
     again.on_trial_start(0, [], trial)  # the trial trains again from epoch 1
     for epoch in (1, 2, 3):  # (other values than the first attempt's: a GPU is not bit-exact)
         again.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 100})
-    trial.last_result = {"epoch": 3, "stopped": "completed"}
+    trial.last_result = {"training_iteration": 3, "epoch": 3, "stopped": "completed"}
     again.on_trial_complete(0, [], trial)
     again.finish({"val_acc": 0.3}, [])
 
@@ -290,6 +290,31 @@ def test_resumed_search_replaces_a_restarted_trials_run(space, default_store, tm
     assert sorted((m.step, m.value) for m in history) == [(1, 0.01), (2, 0.02), (3, 0.03)]
     assert run.data.tags["hpsearch.restarted_from"] == cut_short.info.run_id
     assert default_store.get_run(cut_short.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_a_resumed_search_ends_the_run_of_a_trial_tune_never_recorded(space, default_store, tmp_path):
+    # The driver is killed outright after trial "lost" started and before Tune's checkpoint saw
+    # it: --resume does not know that trial, so its run must be ended by the resumed search.
+    settings = SearchSettings(trials=2, max_epochs=1)
+    tracker = tracker_for(space, settings, tmp_path / "results" / "lost")
+    kept, lost = (SimpleNamespace(trial_id=t, config={"lr": 1e-3}, last_result={}) for t in ("kept", "lost"))
+    tracker.setup()
+    for trial in (kept, lost):
+        tracker.on_trial_start(0, [], trial)
+    again = pickle.loads(pickle.dumps(tracker))  # (the kill: no callback of the first one ran)
+    again.setup()
+    again.on_trial_start(0, [], kept)
+    kept.last_result = {"training_iteration": 1, "epoch": 1, "val_acc": 0.5, "stopped": "completed"}
+    again.on_trial_result(0, [], kept, kept.last_result)
+    again.on_trial_complete(0, [], kept)
+    again.on_experiment_end([kept])
+    again.finish({"val_acc": 0.5}, [])
+    runs = {r.data.tags["hpsearch.trial_id"]: r for r in trial_runs(default_store, "lost")}
+    assert runs["kept"].info.status == "FINISHED" and runs["kept"].data.tags["hpsearch.fate"] == "completed"
+    assert runs["lost"].info.status == "KILLED" and runs["lost"].data.tags["hpsearch.fate"] == "stopped"
+    assert "driver died" in runs["lost"].data.tags["hpsearch.error"]
+    (parent,) = search_runs(default_store, "lost")
+    assert parent.info.status == "FINISHED"  # nothing left unended
 
 
 def test_a_new_search_where_a_deleted_one_ran_under_its_name_gets_its_own_run(space, default_store, tmp_path):
@@ -477,9 +502,14 @@ def test_a_server_killed_and_restarted_mid_search_loses_nothing(
             server = _serve(db, port, log_path)
             tracker.on_trial_result(0, [], a, {"epoch": 3, "val_acc": 0.3})  # back: the missed calls first
             for trial, value in ((a, 0.3), (b, 0.5)):
-                trial.last_result = {"epoch": 3, "val_acc": value, "stopped": "completed"}
+                trial.last_result = {
+                    "training_iteration": 3,
+                    "epoch": 3,
+                    "val_acc": value,
+                    "stopped": "completed",
+                }
                 tracker.on_trial_complete(0, [], trial)
-            tracker.on_experiment_end([])
+            tracker.on_experiment_end([a, b])
             tracker.finish({"val_acc": 0.5, "best_trial": "b_00001"}, [])
         client = MlflowClient(url)
         runs = {r.info.run_name: r for r in trial_runs(client, "restart")}
@@ -523,7 +553,7 @@ def test_a_server_that_never_comes_back_is_named_with_what_was_not_logged(
         started = time.monotonic()
         tracker.on_trial_result(0, [], a, {"epoch": 1, "val_acc": 0.1})
         tracker.on_trial_result(0, [], a, {"epoch": 2, "val_acc": 0.2})
-        a.last_result = {"epoch": 2, "val_acc": 0.2, "stopped": "completed"}
+        a.last_result = {"training_iteration": 2, "epoch": 2, "val_acc": 0.2, "stopped": "completed"}
         tracker.on_trial_complete(0, [], a)
         tracker.finish({"val_acc": 0.2}, [])
         assert time.monotonic() - started < 30  # not MLflow's minutes of retries per call
@@ -555,7 +585,7 @@ def test_a_trial_whose_run_failed_to_start_once_still_gets_its_epochs_and_fate(
     tracker.on_trial_start(0, [], trial)  # fails: one warning, no run yet
     for epoch in (1, 2):
         tracker.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": epoch / 10})
-    trial.last_result = {"epoch": 2, "val_acc": 0.2, "stopped": "completed"}
+    trial.last_result = {"training_iteration": 2, "epoch": 2, "val_acc": 0.2, "stopped": "completed"}
     tracker.on_trial_complete(0, [], trial)
     assert failures == ["late_00000"]
     (run,) = trial_runs(default_store, "late")

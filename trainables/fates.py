@@ -29,6 +29,10 @@ def trial_fate(
     if error:
         return FAILED
     last = last_result or {}
+    if "training_iteration" not in last:
+        # Never reported (stopped while pending: the search's end, a resume): the scheduler
+        # judges reports, so this is no pruning, and no evidence about its config.
+        return STOPPED
     if last.get("stopped") in LOOP_FATES:
         return last["stopped"]
     # No `stopped` on the last report: something outside the trial ended it, either the
