@@ -42,13 +42,13 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._told_before: set[str] = set()  # Tune trials Optuna already has the end of (restore)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._told_before:
+        if self._not_ours_to_tell(trial_id):
             return
         self._reported.setdefault(trial_id, []).append(result.get(self.metric))
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._told_before:
+        if self._not_ours_to_tell(trial_id):
             return
         fate = trial_fate(result, error, self.budget_s, stopping=search_stopping())
         if trial_id in self._completed_trials or fate == FAILED:
@@ -66,6 +66,13 @@ class PruneAwareOptunaSearch(OptunaSearch):
         else:
             self._ot_study.tell(ot_trial, value)
         self._completed_trials.add(trial_id)
+
+    def _not_ours_to_tell(self, trial_id: str) -> bool:
+        # After a driver killed outright, Tune's checkpoint and the searcher's can disagree (they
+        # are written one after the other): a trial Optuna already has the end of, or one Tune
+        # recorded and the searcher's checkpoint did not (its Optuna trial was failed on restore).
+        # Tune still runs it; Optuna learns nothing twice, and nothing it cannot place.
+        return trial_id in self._told_before or trial_id not in self._ot_trials
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)

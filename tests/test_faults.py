@@ -193,6 +193,27 @@ def test_a_trial_told_after_the_last_checkpoint_runs_again_without_a_second_tell
     assert trial.state == TrialState.COMPLETE and trial.value == 0.5  # the first end stands
 
 
+def test_a_trial_the_searchers_checkpoint_missed_runs_without_optuna(tmp_path):
+    from search.searcher import make_searcher
+
+    space = load_space(write_tiny_space(tmp_path))
+    results_dir = tmp_path / "search"
+    results_dir.mkdir()
+    searcher = make_searcher(space, seed=0, results_dir=results_dir, n_startup_trials=2)
+    searcher.set_search_properties(space.metric, space.mode, {})
+    pickled = ray.cloudpickle.dumps(searcher)
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("a")  # in Tune's checkpoint; the driver died before the searcher's was written
+
+    again = ray.cloudpickle.loads(pickled)
+    again.restore(str(tmp_path / "searcher.pkl"))
+    last = {"val_acc": 0.5, "training_iteration": 1, "stopped": "completed"}
+    again.on_trial_result("a", last)  # Tune runs "a": no KeyError from the searcher
+    again.on_trial_complete("a", last)
+    (trial,) = study_trials(results_dir / STUDY_FILE)
+    assert trial.state == TrialState.FAIL  # failed on restore: no Tune trial of the searcher's
+
+
 def test_a_trial_that_never_started_is_not_listed_as_the_baseline(tmp_path):
     from types import SimpleNamespace
 
