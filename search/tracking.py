@@ -218,11 +218,7 @@ class MlflowTracker(Callback):
             elif path.is_file():
                 self.client.log_artifact(parent, str(path))
         # Ctrl-C leaves Tune's trials TERMINATED, as if done: their fate tells them apart.
-        unended = self.client.search_runs(
-            [self._experiment_id],
-            f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`hpsearch.fate` = '{RUNNING}'",
-            max_results=1,
-        )
+        unended = self._unended_trial_runs(parent, max_results=1)
         self.client.set_terminated(parent, status="KILLED" if interrupted or unended else "FINISHED")
 
     # Models
@@ -466,18 +462,21 @@ class MlflowTracker(Callback):
         parent = self._open_parent()
         if parent is None:
             return
-        unended = self.client.search_runs(
-            [self._experiment_id],
-            f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`hpsearch.fate` = '{RUNNING}'",
-            max_results=1000,
-        )
-        for run in unended:
+        for run in self._unended_trial_runs(parent, max_results=1000):
             if run.data.tags.get("hpsearch.trial_id", run.info.run_name) in known:
                 continue
             why = "the search's driver died while this trial ran, before Tune recorded it; not resumed"
             tags = [RunTag("hpsearch.fate", STOPPED), RunTag("hpsearch.error", why)]
             self.client.log_batch(run.info.run_id, tags=tags)
             self.client.set_terminated(run.info.run_id, status="KILLED")
+
+    def _unended_trial_runs(self, parent: str, max_results: int) -> list[Run]:
+        """The search's trial runs whose fate is still `running`."""
+        return self.client.search_runs(
+            [self._experiment_id],
+            f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`hpsearch.fate` = '{RUNNING}'",
+            max_results=max_results,
+        )
 
     def _trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.settings.trial_config(self.space.task, self.space.baseline, params)

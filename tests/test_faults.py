@@ -169,7 +169,9 @@ def test_closing_a_study_fails_the_trials_it_left_running_and_keeps_the_rest(tmp
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
 
 
-def test_a_trial_told_after_the_last_checkpoint_runs_again_without_a_second_tell(tmp_path):
+def started_searcher(tmp_path):
+    """A search's searcher, as set up at its start, and its pickle as Tune keeps it in tuner.pkl
+    for --resume (a restored searcher is that pickle, then its last checkpoint)."""
     from search.searcher import make_searcher
 
     space = load_space(write_tiny_space(tmp_path))
@@ -177,7 +179,11 @@ def test_a_trial_told_after_the_last_checkpoint_runs_again_without_a_second_tell
     results_dir.mkdir()
     searcher = make_searcher(space, seed=0, results_dir=results_dir, n_startup_trials=2)
     searcher.set_search_properties(space.metric, space.mode, {})
-    pickled = ray.cloudpickle.dumps(searcher)  # as Tune keeps it in tuner.pkl for --resume
+    return searcher, ray.cloudpickle.dumps(searcher), results_dir
+
+
+def test_a_trial_told_after_the_last_checkpoint_runs_again_without_a_second_tell(tmp_path):
+    searcher, pickled, results_dir = started_searcher(tmp_path)
     searcher.suggest("a")
     searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last checkpoint: "a" is running
     last = {"val_acc": 0.5, "training_iteration": 1, "stopped": "completed"}
@@ -194,14 +200,7 @@ def test_a_trial_told_after_the_last_checkpoint_runs_again_without_a_second_tell
 
 
 def test_a_trial_the_searchers_checkpoint_missed_runs_without_optuna(tmp_path):
-    from search.searcher import make_searcher
-
-    space = load_space(write_tiny_space(tmp_path))
-    results_dir = tmp_path / "search"
-    results_dir.mkdir()
-    searcher = make_searcher(space, seed=0, results_dir=results_dir, n_startup_trials=2)
-    searcher.set_search_properties(space.metric, space.mode, {})
-    pickled = ray.cloudpickle.dumps(searcher)
+    searcher, pickled, results_dir = started_searcher(tmp_path)
     searcher.save(str(tmp_path / "searcher.pkl"))
     searcher.suggest("a")  # in Tune's checkpoint; the driver died before the searcher's was written
 
