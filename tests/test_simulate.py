@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -223,3 +224,18 @@ def test_rank_checked_counts_a_trial_that_ends_before_the_next_checkpoint():
         scheduler.on_trial_result(None, pruned, {"training_iteration": t, "val_acc": 0.0, "stopped": ""})
     scheduler.on_trial_complete(None, pruned, {"training_iteration": 4, "val_acc": 0.0, "stopped": ""})
     assert len(scheduler.pairs[3]) == 8
+
+
+def test_the_benchmarks_log_ndtr_is_optunas_function_vectorised(monkeypatch):
+    pytest.importorskip("scipy")
+    from optuna.samplers._tpe import _truncnorm
+
+    from benchmarks.simulated_search import use_vectorised_log_ndtr
+
+    own = _truncnorm._log_ndtr
+    monkeypatch.setattr(_truncnorm, "_log_ndtr", own)  # put back after the test
+    assert use_vectorised_log_ndtr()
+    assert _truncnorm._log_ndtr is not own
+    x = np.concatenate([np.linspace(-40, 40, 4001), [-1e3, 1e3]])  # both tails and the middle
+    # Far in the right tail, log Phi is about -1e-13: there the two differ in absolute terms only
+    np.testing.assert_allclose(_truncnorm._log_ndtr(x), own(x), rtol=1e-7, atol=1e-12)
