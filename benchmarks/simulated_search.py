@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -170,6 +171,7 @@ class Run:
     seconds: float  # real time the simulation took
     rule: str | None
     rho: dict[int, float]
+    steps: list[tuple[float, float]]  # (budget in max_t, regret) at each new incumbent
 
 
 _benches: dict[str, LCBench] = {}  # one surrogate per task and process
@@ -189,15 +191,20 @@ def one_run(
         sim, scheduler = run_method(method, bench, seed, workers, max(multiples) * MAX_T, Path(tmp))
     seconds = time.perf_counter() - started
     regret = [(best - v) / (best - median) for v in best_so_far(sim, [m * MAX_T for m in multiples], MODE)]
-    to_target, incumbent = math.inf, -math.inf
+    steps, incumbent = [], -math.inf
     for p in sim.points:
-        incumbent = max(incumbent, p.value)
-        if (best - incumbent) / (best - median) <= TARGET_REGRET:
-            to_target = sim.used(p.t) / MAX_T
-            break
+        if p.value > incumbent:
+            incumbent = p.value
+            steps.append((sim.used(p.t) / MAX_T, (best - incumbent) / (best - median)))
+    to_target = time_to(steps, TARGET_REGRET)
     rule = scheduler.rule() if hasattr(scheduler, "rule") else None  # ours says what it did
     rho = dict(getattr(scheduler, "rho", {}))
-    return Run(task, seed, method, regret, to_target, len(sim.trials), seconds, rule, rho)
+    return Run(task, seed, method, regret, to_target, len(sim.trials), seconds, rule, rho, steps)
+
+
+def time_to(steps: list[tuple[float, float]], regret: float) -> float:
+    """The budget (x max_t) at which a run's incumbent first reached ``regret``; inf if never."""
+    return next((b for b, r in steps if r <= regret + 1e-12), math.inf)
 
 
 def rank_rows(runs: list[Run], k: int) -> dict[str, float]:
@@ -227,7 +234,7 @@ def report(runs: list[Run], args: argparse.Namespace, wall_s: float) -> list[str
         "",
         "Normalised regret of the best validation accuracy seen so far (0 = best of 20,000 random "
         "configs at epoch 52, 1 = their median; mean ± s.e. over tasks x seeds), and mean rank "
-        "among the methods (1 = best).",
+        f"among the methods (1 = best). Every run's figures: `{args.out.stem}_runs.csv`.",
         "",
         "| method | "
         + " | ".join(f"regret {h}" for h in heads)
@@ -262,6 +269,7 @@ def report(runs: list[Run], args: argparse.Namespace, wall_s: float) -> list[str
             f"| {m} | {median:.1f}x | {reached:.0%} | {statistics.mean(r.trials for r in mine):.0f} | "
             f"{statistics.mean(r.seconds for r in mine):.1f} |"
         )
+    lines += yardstick(runs, methods, max(args.budget_multiples))
     ours = [r for r in runs if r.method == OURS]
     if ours:
         lines += ["", "## The rule ours used", ""]
@@ -281,6 +289,48 @@ def report(runs: list[Run], args: argparse.Namespace, wall_s: float) -> list[str
         lines += ["", "Its own report, for the first seed of each task:", ""]
         lines += [f"- {r.task}: {r.rule.split(': ', 1)[1]}" for r in ours if r.seed == 0]
     return lines
+
+
+def yardstick(runs: list[Run], methods: list[str], final: float) -> list[str]:
+    """How soon each method reached what random search ends with, on each task and seed."""
+    random_end = {(r.task, r.seed): r.regret[-1] for r in runs if r.method == RANDOM}
+    if not random_end:
+        return []
+    lines = [
+        "",
+        "## Time to random search's final regret",
+        "",
+        f"For each task and seed, the regret that {RANDOM!r} ended with at {final:g}x max_t, and the "
+        "share of that budget each method took to reach it (its median over tasks x seeds; inf: "
+        "not reached); the last column counts the runs that took a third of it or less.",
+        "",
+        "| method | median share of the budget | runs within 1/3 |",
+        "|---|---:|---:|",
+    ]
+    for m in methods:
+        shares = [time_to(r.steps, random_end[r.task, r.seed]) / final for r in runs if r.method == m]
+        within = sum(s <= 1 / 3 for s in shares)
+        lines.append(f"| {m} | {statistics.median(shares):.2f} | {within}/{len(shares)} |")
+    return lines
+
+
+def write_runs(path: Path, runs: list[Run], multiples: list[float]) -> Path:
+    """Every run's figures, one row each, so a new summary needs no new simulation."""
+    rows = [
+        {
+            "task": r.task,
+            "seed": r.seed,
+            "method": r.method,
+            **{f"regret_{m:g}x": v for m, v in zip(multiples, r.regret, strict=True)},
+            "to_target": r.to_target,
+            "trials": r.trials,
+            "seconds": round(r.seconds, 2),
+            "steps": json.dumps([[round(b, 4), round(v, 6)] for b, v in r.steps]),
+        }
+        for r in sorted(runs, key=lambda r: (r.task, r.seed, METHODS.index(r.method)))
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -338,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     wall_s = time.perf_counter() - started
     title = "Simulated search on LCBench: ours against TPE, random, ASHA and Optuna's pruners"
     write_markdown(args.out, title, command, report(runs, args, wall_s))
-    print(f"wrote {args.out} in {wall_s / 60:.1f} min", file=sys.stderr)
+    raw = write_runs(args.out.with_name(args.out.stem + "_runs.csv"), runs, args.budget_multiples)
+    print(f"wrote {args.out} and {raw} in {wall_s / 60:.1f} min", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -200,9 +202,18 @@ def test_benchmark_smoke_writes_a_table_and_the_rule(tmp_path):
     text = out.read_text()
     assert "- Command: `python benchmarks/simulated_search.py --smoke" in text
     rows = [line for line in text.splitlines() if line.startswith("| ours (TPE")]
-    assert len(rows) == 2  # the regret table and the time-to-target table
+    assert len(rows) == 3  # the regret, time-to-target and time-to-random's-end tables
     assert "rank-checked ASHA" in text and "- 3945: report 1 vs 3: rho=" in text
     assert not (tmp_path / ".config").exists()  # yahpo's settings went to the cache
+    assert "## Time to random search's final regret" in text
+    section = text.split("## Time to random search's final regret")[1].splitlines()
+    random_row = next(line for line in section if line.startswith("| random, no stopping | "))
+    assert 0 < float(random_row.split("|")[2]) <= 1  # random reaches its own end within the budget
+    runs = pd.read_csv(tmp_path / "smoke_runs.csv")
+    assert len(runs) == 9 and set(runs["task"].astype(str)) == {"3945"}
+    steps = json.loads(runs.loc[runs["method"] == "random, no stopping", "steps"].item())
+    assert steps and [b for b, _ in steps] == sorted(b for b, _ in steps)  # budgets only grow
+    assert [r for _, r in steps] == sorted((r for _, r in steps), reverse=True)  # regret only falls
 
 
 def test_rank_checked_counts_a_trial_that_ends_before_the_next_checkpoint():
