@@ -191,8 +191,12 @@ def write_report(
     runs: dict[tuple[str, int], list[Event]],
     wall_s: float,
     target: float,
+    notes: Sequence[str] = (),
 ) -> list[Path]:
-    """The Markdown report, the figure beside it (.png) and the raw events (_events.csv)."""
+    """The Markdown report, the figure beside it (.png) and the raw events (_events.csv).
+
+    ``notes`` are lines said under the summary table.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png, raw = out.with_suffix(".png"), out.with_name(out.stem + "_events.csv")
@@ -229,6 +233,7 @@ def write_report(
             + " |"
         )
     lines += [
+        *(["", *notes] if notes else []),
         "",
         f"![best val_acc so far vs wall time]({png.name})",
         "",

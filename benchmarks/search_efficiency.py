@@ -1,10 +1,12 @@
-"""Search efficiency on real MNIST: our search vs random search vs plain Optuna, same wall budget.
+"""Search efficiency on a real task: our search vs random search vs plain Optuna, same wall budget.
 
-    python benchmarks/search_efficiency.py [--seeds 0 1 2] [--wall-budget 210] [--smoke]
+    python benchmarks/search_efficiency.py [--task mnist|font] [--seeds 0 1 2 3 4] [--resume] [--smoke]
 
-Three ways to search the same space (spaces/mnist.py) with 2 concurrent workers, each given the
-same wall budget per seed, on a reduced setting that fits a 2-core CPU (FULL below), and what
-searching is for, the seed's own baseline trained for that same wall time:
+Three ways to search the same space (spaces/mnist.py on real MNIST, or spaces/font.py on
+generated font images split by font family) with 2 concurrent workers, each given the same wall
+budget per seed, on a reduced setting that fits a 2-core CPU (each task's FULL below, which the
+options can change; the report gives the command), and what searching is for, the seed's own
+baseline trained for that same wall time:
 
 - ours: exactly what search/run.py builds (search.tuner.build_tuner): Ray Tune, seeded
   multivariate TPE, the seed's baseline as trial 0, ASHA over epochs.
@@ -12,25 +14,29 @@ searching is for, the seed's own baseline trained for that same wall time:
   the same define-by-run space, no baseline first, FIFO (no early stopping).
 - optuna: plain Optuna, TPE at its defaults with its default MedianPruner, 2 worker processes
   sharing a journal storage, training with the same loop (benchmarks/plain_optuna.py).
-- baseline: no search: the seed's hand-tuned config (spaces/mnist.py's BASELINE) trained once
+- baseline: no search: the seed's hand-tuned config (the space's BASELINE) trained once
   with the same loop, on both CPUs, for the whole wall budget, its schedule over the epochs
   that fit it (as a search's trial fits its budget).
 
 Writes the report, the best-so-far figure (.png) and the raw events (_events.csv) to --out.
+Each finished run is also kept in ``<out>_done/`` until the report is written, so ``--resume``
+after a crash or a kill runs only what is missing, if the task, setting and code are the same.
 ``--smoke`` is a tiny run of all four (about a minute) that the tests run so this cannot rot.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -40,7 +46,18 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from benchmarks.efficiency_report import END, EPOCH, FAILED, START, Event, tally, write_report
+from benchmarks.efficiency_report import (
+    END,
+    EPOCH,
+    FAILED,
+    START,
+    Event,
+    read_events,
+    tally,
+    write_events,
+    write_report,
+)
+from benchmarks.machine import commit, script_digest
 from benchmarks.plain_optuna import run_plain_optuna
 from plumbing.cli import run_main
 from plumbing.errors import UsageError
@@ -52,27 +69,67 @@ from trainables.data.splits import Split, Splits, per_class_subset
 from trainables.loop import Horizon, train
 
 REPO = Path(__file__).resolve().parents[1]
-SPACE = REPO / "spaces" / "mnist.py"
 
 
 @dataclass(frozen=True)
 class Setting:
-    train_per_class: int  # a seeded subset of MNIST's 55,000 training images (seed 0)
-    val_per_class: int | None  # None: the whole 5,000-image validation hold-out
-    max_epochs: int  # caps each trial's epochs (the space's range is 2..30), as --max-epochs does
+    train_per_class: int  # MNIST: a seeded subset (seed 0) of its 55,000; font: images generated
+    val_per_class: int | None  # MNIST: None is the whole 5,000-image hold-out; font: generated
+    max_epochs: int  # caps each trial's epochs, as --max-epochs does
     trial_budget_s: float  # training seconds per trial
     wall_s: float  # per method per seed, from before anything of the method starts
+    trials: int  # the Ray searches' cap; it sets our TPE's random start-up (SearchSettings)
+
+    @property
+    def startup_trials(self) -> int:
+        return SearchSettings(trials=self.trials).n_startup_trials
 
 
-# Fixed before any run. FULL is the mnist space's QUICK preset (500 images per class, 3 epochs,
-# 120 s per trial); the wall budget makes 3 methods x 3 seeds fit ~35 minutes.
-FULL = Setting(train_per_class=500, val_per_class=None, max_epochs=3, trial_budget_s=120, wall_s=210)
-SMOKE = Setting(train_per_class=20, val_per_class=50, max_epochs=2, trial_budget_s=10, wall_s=20)
-TARGET = 0.97  # val_acc for "time to target": a round number fixed in advance, not fitted to results
+@dataclass(frozen=True)
+class Task:
+    space: Path
+    full: Setting
+    smoke: Setting
+    target: float  # val_acc for "time to target": a round number fixed in advance, not fitted
+    out: Path
+    data: str  # what the report says of the data
+
+
+# Fixed before any run. Small training sets and trials of several epochs, so that a trial on
+# one CPU trains its config near what that config can reach with this data: the searches then
+# compare configs, and the baseline, given the whole wall budget on both CPUs, gains little
+# from its extra time once it has seen its data a few times (on MNIST at 200 a class it is at
+# 0.965 by epoch 17 of 30). A cap of 12 trials gives our TPE 3 random start-up trials
+# (SearchSettings), and the wall budget lets ours start at least 3x as many.
+TASKS = {
+    "mnist": Task(
+        space=REPO / "spaces" / "mnist.py",
+        full=Setting(
+            train_per_class=200, val_per_class=None, max_epochs=8, trial_budget_s=48, wall_s=240, trials=12
+        ),
+        smoke=Setting(
+            train_per_class=20, val_per_class=50, max_epochs=2, trial_budget_s=10, wall_s=20, trials=12
+        ),
+        target=0.96,
+        out=Path("reports/benchmarks/search_efficiency.md"),
+        data="real MNIST",
+    ),
+    "font": Task(
+        space=REPO / "spaces" / "font.py",
+        full=Setting(
+            train_per_class=48, val_per_class=16, max_epochs=6, trial_budget_s=60, wall_s=300, trials=12
+        ),
+        smoke=Setting(
+            train_per_class=4, val_per_class=2, max_epochs=2, trial_budget_s=10, wall_s=25, trials=12
+        ),
+        target=0.8,
+        out=Path("reports/benchmarks/search_efficiency_font.md"),
+        data="font characters rendered from matplotlib's and the machine's fonts, split by font family",
+    ),
+}
 WORKERS = 2  # concurrent trials; each gets 1 CPU and 1 torch thread
-TRIALS_CAP = 100  # never reached within the wall budget; it also sets our TPE's random start-up to 10
-SEEDS = (0, 1, 2)
-OUT, SMOKE_OUT = Path("reports/benchmarks/search_efficiency.md"), Path("results/search_efficiency_smoke.md")
+SEEDS = (0, 1, 2, 3, 4)
+SMOKE_DIR = Path("results")
 
 OURS, RANDOM, OPTUNA, BASELINE = "ours", "random", "optuna", "baseline"
 LABELS = {
@@ -156,7 +213,7 @@ def run_ray_search(
         start_ray()
     try:
         settings = SearchSettings(
-            trials=TRIALS_CAP,
+            trials=setting.trials,
             # Tune's own clock starts after its set-up: give it what is left of the wall budget.
             time_budget_s=max(1.0, setting.wall_s - (time.time() - origin)),
             trial_budget_s=setting.trial_budget_s,
@@ -206,21 +263,42 @@ def run_baseline(space: Space, data: Splits, setting: Setting, seed: int) -> lis
     return events
 
 
-def load_data(space: Space, setting: Setting, data_dir: Path, cache_dir: Path) -> Splits:
+def load_data(name: str, space: Space, setting: Setting, data_dir: Path, cache_dir: Path) -> Splits:
+    """The task's reduced splits; no method ever looks at test, so none is kept."""
+    if name == "font":
+        # Rendered from the fonts the project bundles (never downloaded), split by font family.
+        counts = {"train": setting.train_per_class, "val": setting.val_per_class, "test": 0}
+        data = space.task.load(data_dir, cache_dir=cache_dir, download=False, source="generate", **counts)
+        return Splits(data.train, data.val, data.test, data.classes)
     # Never downloads: the official .gz files under data_dir are unpacked into cache_dir, and
     # missing ones are a one-line error naming them.
     data = space.task.load(data_dir, cache_dir=cache_dir, download=False)
     val = data.val if setting.val_per_class is None else per_class_subset(data.val, setting.val_per_class, 0)
-    empty = Split(data.test.x[:0], data.test.y[:0])  # no method ever looks at test
+    empty = Split(data.test.x[:0], data.test.y[:0])
     return Splits(per_class_subset(data.train, setting.train_per_class, seed=0), val, empty, data.classes)
 
 
-def settings_lines(
-    setting: Setting, data: Splits, seeds: Sequence[int], smoke: bool, own_ray: bool
-) -> list[str]:
+def data_line(name: str, task: Task, setting: Setting, data: Splits) -> str:
+    if name == "font":
+        return (
+            f"Data: {task.data}; {setting.train_per_class} training and {setting.val_per_class} "
+            f"validation images per class ({len(data.train):,} / {len(data.val):,}), rendered with "
+            "seed 0; val_acc on the validation families; no test split."
+        )
     val = (
         "the whole validation hold-out" if setting.val_per_class is None else f"{setting.val_per_class}/class"
     )
+    return (
+        f"Data: {task.data}; {setting.train_per_class} training images per class ({len(data.train):,}, "
+        f"a subset drawn with seed 0), {val} ({len(data.val):,}) for val_acc; test unused."
+    )
+
+
+def settings_lines(
+    name: str, setting: Setting, data: Splits, seeds: Sequence[int], smoke: bool, own_ray: bool
+) -> list[str]:
+    task = TASKS[name]
+    space_file = f"spaces/{task.space.name}"
     clock = (
         f"Ray's start-up is counted for both Ray methods (each starts a local Ray: {WORKERS} CPUs, no GPU)"
         if own_ray
@@ -228,26 +306,26 @@ def settings_lines(
     )
     return [
         *(["**SMOKE RUN: a test of the benchmark, not a measurement.**"] if smoke else []),
-        f"Data: real MNIST; {setting.train_per_class} training images per class ({len(data.train):,}, "
-        f"a subset drawn with seed 0), {val} ({len(data.val):,}) for val_acc; test unused.",
-        f"Space: `spaces/mnist.py` for the three searches; epochs capped at {setting.max_epochs}; "
+        data_line(name, task, setting, data),
+        f"Space: `{space_file}` for the three searches; epochs capped at {setting.max_epochs}; "
         f"{setting.trial_budget_s:.0f} s of training per trial at most; training seed 0 in every trial.",
         f"{WORKERS} concurrent workers, 1 CPU and 1 torch thread each, CPU only; "
         f"wall budget {setting.wall_s:.0f} s per method per seed; seeds {', '.join(map(str, seeds))}; "
         "the order of the methods rotates with the seed.",
-        f"Target val_acc {TARGET:g}, fixed before the runs.",
+        f"Target val_acc {task.target:g}, fixed before the runs.",
         f"{LABELS[OURS]}: `search.tuner.build_tuner`, as `search/run.py` builds it (TPE multivariate, "
-        "group, constant liar, 10 random start-up trials, seeded; `search.stopping.make_scheduler`: "
+        f"group, constant liar, seeded; a cap of {setting.trials} trials, so "
+        f"{setting.startup_trials} random start-up trials; `search.stopping.make_scheduler`: "
         f"ASHA rungs from grace 1 with reduction factor 3 up to max_t {setting.max_epochs}, each "
         "stopping trials only once it has shown it ranks them), without the MLflow tracker and live view.",
         f"{LABELS[RANDOM]}: Ray Tune, Optuna's RandomSampler (seeded) over the same space, FIFO scheduler, "
-        "the same trainable, per-trial budget and stopper.",
+        "the same trainable, per-trial budget, stopper and trial cap.",
         f"{LABELS[OPTUNA]}: `optuna.create_study` with `TPESampler(seed=1000 * seed + worker)` at its "
         "defaults (multivariate, constant liar, 10 random start-up trials) and the default pruner "
         f"`MedianPruner()`; {WORKERS} processes sharing a JournalStorage (JournalFileBackend), each "
         "`study.optimize(objective, timeout=...)`; the objective trains with `trainables.loop.train`, "
         "reports val_acc every epoch and returns the last epoch's, as Ray's OptunaSearch does.",
-        f"{LABELS[BASELINE]}: `spaces/mnist.py`'s BASELINE config, one run of `trainables.loop.train` "
+        f"{LABELS[BASELINE]}: `{space_file}`'s BASELINE config, one run of `trainables.loop.train` "
         f"on {WORKERS} torch threads for the whole wall budget, its schedule over the space's "
         "MAX_EPOCHS shrunk to the epochs that budget fits (as a trial fits its own); training seed "
         "as above, so its seeds differ only in the machine's timing.",
@@ -265,80 +343,180 @@ def settings_lines(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", help="searcher seeds (default 0 1 2; --smoke: 0)")
-    p.add_argument("--wall-budget", type=float, help=f"seconds per method per seed (default {FULL.wall_s:g})")
+    p.add_argument("--task", choices=sorted(TASKS), default="mnist", help="what to search (default mnist)")
+    p.add_argument("--seeds", type=int, nargs="+", help="searcher seeds (default 0 1 2 3 4; --smoke: 0)")
+    p.add_argument("--wall-budget", type=float, help="seconds per method per seed (default: the task's)")
+    p.add_argument("--trial-budget", type=float, help="training seconds per trial (default: the task's)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial at most (default: the task's)")
+    p.add_argument("--train-per-class", type=int, help="training images per class (default: the task's)")
+    p.add_argument("--trials", type=int, help="the Ray searches' trial cap (default: the task's)")
     p.add_argument("--smoke", action="store_true", help="a tiny run of all four methods (~1 min)")
+    p.add_argument(
+        "--resume", action="store_true", help="keep the runs a killed run of this command finished"
+    )
     p.add_argument(
         "--data-dir", type=Path, default=Path("../shared/data"), help="holds MNIST/raw/ (only read)"
     )
     p.add_argument("--cache-dir", type=Path, default=Path("data/cache"), help="where the tensor cache goes")
-    p.add_argument("--out", type=Path, help=f"the report (default {OUT}; --smoke: {SMOKE_OUT})")
+    p.add_argument(
+        "--out", type=Path, help="the report (default: reports/benchmarks/ for the task; --smoke: results/)"
+    )
     return p.parse_args(argv)
+
+
+def chosen_setting(args: argparse.Namespace) -> Setting:
+    setting = TASKS[args.task].smoke if args.smoke else TASKS[args.task].full
+    given = {
+        "wall_s": args.wall_budget,
+        "trial_budget_s": args.trial_budget,
+        "max_epochs": args.max_epochs,
+        "train_per_class": args.train_per_class,
+        "trials": args.trials,
+    }
+    for field_name, value in given.items():
+        if value is not None and value <= 0:
+            flag = next(a for a, f in OPTIONS.items() if f == field_name)
+            raise UsageError(f"{flag} must be positive, got {value:g}")
+    return replace(setting, **{k: v for k, v in given.items() if v is not None})
+
+
+OPTIONS = {
+    "--wall-budget": "wall_s",
+    "--trial-budget": "trial_budget_s",
+    "--max-epochs": "max_epochs",
+    "--train-per-class": "train_per_class",
+    "--trials": "trials",
+}
+
+
+class DoneRuns:
+    """Each finished run on disk, so that a killed benchmark resumes where it was.
+
+    A saved run counts only for the same task, setting and code (commit and script digest):
+    anything else would mix measurements of different things in one report.
+    """
+
+    def __init__(self, out: Path, identity: dict, resume: bool) -> None:
+        self.dir = out.with_name(out.stem + "_done")
+        self.identity = identity
+        saved = self.dir / "identity.json"
+        if resume and saved.exists():
+            if json.loads(saved.read_text()) != identity:
+                raise UsageError(
+                    f"--resume: the runs in {self.dir} were made with another task, setting or code; "
+                    "run without --resume to start afresh"
+                )
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(identity, indent=1) + "\n")
+
+    def _path(self, method: str, seed: int) -> Path:
+        return self.dir / f"{method}-seed{seed}.csv"
+
+    def get(self, method: str, seed: int) -> list[Event] | None:
+        path = self._path(method, seed)
+        return read_events(path).get((method, seed), []) if path.exists() else None
+
+    def add(self, method: str, seed: int, events: list[Event]) -> None:
+        tmp = self._path(method, seed).with_suffix(".tmp")
+        write_events(tmp, {(method, seed): events})
+        tmp.replace(self._path(method, seed))  # a kill mid-write leaves no half run
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_method(
+    method: str, space: Space, data: Splits, setting: Setting, seed: int, run_dir: Path, own_ray: bool
+) -> list[Event]:
+    if method == BASELINE:
+        return run_baseline(space, data, setting, seed)
+    if method == OPTUNA:
+        return run_plain_optuna(
+            space,
+            data,
+            seed=seed,
+            workers=WORKERS,
+            wall_s=setting.wall_s,
+            trial_budget_s=setting.trial_budget_s,
+            max_epochs=setting.max_epochs,
+            run_dir=run_dir,
+        )
+    return run_ray_search(method, space, data, setting, seed, run_dir, own_ray)
+
+
+def startup_line(runs: dict[tuple[str, int], list[Event]], setting: Setting) -> str:
+    started = [tally(ev, setting.wall_s, 0.0).started for (m, _), ev in runs.items() if m == OURS]
+    return (
+        f"Trials our search started within the wall budget: {min(started)} to {max(started)} per seed "
+        f"(mean {sum(started) / len(started):.1f}), against its {setting.startup_trials} random "
+        f"start-up trials: at least {min(started) / setting.startup_trials:.1f}x."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setting = SMOKE if args.smoke else FULL
-    if args.wall_budget is not None:
-        if args.wall_budget <= 0:
-            raise UsageError(f"--wall-budget must be positive, got {args.wall_budget}")
-        setting = replace(setting, wall_s=args.wall_budget)
+    task = TASKS[args.task]
+    setting = chosen_setting(args)
     seeds = args.seeds if args.seeds is not None else ((0,) if args.smoke else SEEDS)
     # A smoke run must never overwrite the measured report.
-    out = args.out or (SMOKE_OUT if args.smoke else OUT)
+    out = args.out or (SMOKE_DIR / (task.out.stem + "_smoke.md") if args.smoke else task.out)
+    command = shlex.join(
+        ["python", "benchmarks/search_efficiency.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     quiet_libraries()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's plain output, as search/run.py has it
-    space = load_space(SPACE)
-    data = load_data(space, setting, args.data_dir, args.cache_dir)
+    space = load_space(task.space)
+    data = load_data(args.task, space, setting, args.data_dir, args.cache_dir)
     own_ray = not ray.is_initialized()
     if not own_ray and ray.cluster_resources().get("CPU") != WORKERS:
         raise UsageError(
             f"the running Ray has {ray.cluster_resources().get('CPU')} CPUs; this needs {WORKERS}"
         )
+    identity = {
+        "task": args.task,
+        "setting": asdict(setting),
+        "commit": commit(),
+        "script": script_digest(Path(__file__).resolve()),
+    }
+    done = DoneRuns(out, identity, args.resume)
 
     runs: dict[tuple[str, int], list[Event]] = {}
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as tmp:
-        work_dir = Path(tmp)
         for seed in seeds:
             methods = list(LABELS)
             methods = methods[seed % 4 :] + methods[: seed % 4]  # spread any drift of the machine
             for method in methods:
-                run_dir = work_dir / f"{method}-seed{seed}"
-                if method == BASELINE:
-                    events = run_baseline(space, data, setting, seed)
-                elif method == OPTUNA:
-                    events = run_plain_optuna(
-                        space,
-                        data,
-                        seed=seed,
-                        workers=WORKERS,
-                        wall_s=setting.wall_s,
-                        trial_budget_s=setting.trial_budget_s,
-                        max_epochs=setting.max_epochs,
-                        run_dir=run_dir,
+                events = done.get(method, seed)
+                if events is None:
+                    events = run_method(
+                        method, space, data, setting, seed, Path(tmp) / f"{method}-{seed}", own_ray
                     )
+                    done.add(method, seed, events)
+                    kept = ""
                 else:
-                    events = run_ray_search(method, space, data, setting, seed, run_dir, own_ray)
+                    kept = " (kept from the killed run)"
                 runs[(method, seed)] = events
-                t = tally(events, setting.wall_s, TARGET)
+                t = tally(events, setting.wall_s, task.target)
                 print(
-                    f"seed {seed} {method:7s} best val_acc {t.best:.4f}  trials {t.started} "
-                    f"(finished {t.finished}, pruned {t.pruned}, cut {t.cut}, failed {t.failed})",
+                    f"seed {seed} {method:8s} best val_acc {t.best:.4f}  trials {t.started} "
+                    f"(finished {t.finished}, pruned {t.pruned}, cut {t.cut}, failed {t.failed}){kept}",
                     file=sys.stderr,
                     flush=True,
                 )
     paths = write_report(
         out,
-        title="Search efficiency on MNIST: our search vs random search vs plain Optuna vs no search",
-        command=shlex.join(
-            ["python", "benchmarks/search_efficiency.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        settings=settings_lines(setting, data, seeds, args.smoke, own_ray),
+        title=f"Search efficiency on {args.task}: our search vs random search vs plain Optuna vs no search",
+        command=command,
+        settings=settings_lines(args.task, setting, data, seeds, args.smoke, own_ray),
         labels=LABELS,
         runs=runs,
         wall_s=setting.wall_s,
-        target=TARGET,
+        target=task.target,
+        notes=[startup_line(runs, setting)],
     )
+    done.clear()  # the report's events file holds every run now
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     return 0
 

@@ -20,8 +20,9 @@ from benchmarks.efficiency_report import (
     time_to_target,
     write_events,
 )
-from benchmarks.search_efficiency import LABELS, main
+from benchmarks.search_efficiency import LABELS, TASKS, DoneRuns, Setting, main, startup_line
 from plumbing.cli import run_main
+from plumbing.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -101,6 +102,67 @@ def test_search_efficiency_without_mnist_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "r.md").exists()
 
 
+IDENTITY = {"task": "mnist", "setting": {"wall_s": 240}, "commit": "abc", "script": "def"}
+
+
+def test_done_runs_are_kept_for_a_resume_of_the_same_run(tmp_path):
+    out = tmp_path / "report.md"
+    DoneRuns(out, IDENTITY, resume=False).add("ours", 3, EVENTS)
+    again = DoneRuns(out, IDENTITY, resume=True)
+    assert repr(sorted(again.get("ours", 3), key=lambda e: e.t_s)) == repr(EVENTS)
+    assert again.get("ours", 4) is None and again.get("random", 3) is None
+
+
+def test_done_runs_are_dropped_without_resume(tmp_path):
+    out = tmp_path / "report.md"
+    DoneRuns(out, IDENTITY, resume=False).add("ours", 3, EVENTS)
+    assert DoneRuns(out, IDENTITY, resume=False).get("ours", 3) is None
+
+
+def test_resume_refuses_runs_of_other_code_or_setting(tmp_path):
+    out = tmp_path / "report.md"
+    DoneRuns(out, IDENTITY, resume=False).add("ours", 3, EVENTS)
+    with pytest.raises(UsageError, match="--resume"):
+        DoneRuns(out, {**IDENTITY, "script": "changed"}, resume=True)
+    # The refusal leaves the saved runs for a resume with the right code.
+    assert DoneRuns(out, IDENTITY, resume=True).get("ours", 3) is not None
+
+
+def test_done_runs_clear_removes_the_directory(tmp_path):
+    done = DoneRuns(tmp_path / "report.md", IDENTITY, resume=False)
+    done.add("ours", 0, EVENTS)
+    done.clear()
+    assert not done.dir.exists()
+
+
+def test_startup_line_gives_the_fewest_trials_against_the_start_up():
+    setting = Setting(
+        train_per_class=1, val_per_class=1, max_epochs=1, trial_budget_s=1, wall_s=60, trials=24
+    )
+    assert setting.startup_trials == 6  # SearchSettings' rule: a quarter of the cap, 3..10
+    # Two trials in seed 0 (the hand-made events), one in seed 1; the random method's don't count.
+    runs = {("ours", 0): EVENTS, ("ours", 1): EVENTS[:2], ("random", 0): EVENTS * 9}
+    line = startup_line(runs, setting)
+    assert "1 to 2 per seed (mean 1.5)" in line and "6 random start-up trials: at least 0.2x" in line
+
+
+def test_every_task_leaves_room_for_three_times_the_start_up():
+    # The wall budget must fit 3x the start-up trials on 2 workers, if trials ran their whole budget.
+    for name, task in TASKS.items():
+        s = task.full
+        assert 2 * s.wall_s / s.trial_budget_s >= 3 * s.startup_trials, name
+
+
+@pytest.mark.parametrize("flag", ["--wall-budget", "--trial-budget", "--max-epochs", "--trials"])
+def test_a_nonpositive_setting_is_one_error_line(flag, tmp_path, capsys):
+    argv = ["--smoke", flag, "0", "--out", str(tmp_path / "r.md")]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {flag} must be positive, got 0"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="real MNIST is not in ../shared/data"
@@ -136,3 +198,17 @@ def test_search_efficiency_smoke_writes_report_figure_and_events(ray_session, tm
     baseline = runs[("baseline", 0)]
     assert {e.trial for e in baseline} == {0}
     assert [e.fate for e in baseline if e.kind == END] in (["completed"], ["budget"])
+
+
+@pytest.mark.slow
+def test_search_efficiency_font_smoke_runs_all_four_on_generated_fonts(ray_session, tmp_path):
+    out = tmp_path / "font.md"
+    argv = ["--task", "font", "--smoke", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "Search efficiency on font" in text and "split by font family" in text
+    assert "Trials our search started within the wall budget" in text
+    runs = read_events(out.with_name("font_events.csv"))
+    for method in LABELS:
+        assert any(e.kind == EPOCH and 0 <= e.val_acc <= 1 for e in runs[(method, 0)]), method
+    assert not out.with_name("font_done").exists()  # the report holds every run now
