@@ -23,9 +23,9 @@ from pathlib import Path
 from PIL import Image
 from rich.progress import track
 
-from plumbing.cli import ArgumentParser
-from trainables.data.font_folders import CHARS74K_ORDER, STYLES_PER_FONT
-from trainables.data.font_render import (
+from hpsearch.plumbing.cli import ArgumentParser
+from hpsearch.trainables.data.font_folders import CHARS74K_ORDER, STYLES_PER_FONT
+from hpsearch.trainables.data.font_render import (
     STYLES,
     Face,
     build_faces,

@@ -21,13 +21,16 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.epoch_time import synthetic
-from benchmarks.machine import command_line, write_markdown
-from benchmarks.throughput import VAL_IMAGES, default_images, describe_device, pick_spaces
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from search.space import Space
-from trainables.loop import train
+from hpsearch.benchmarks.epoch_time import synthetic
+from hpsearch.benchmarks.machine import command_line, write_markdown
+from hpsearch.benchmarks.throughput import VAL_IMAGES, default_images, describe_device, pick_spaces
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.space import Space
+from hpsearch.trainables.loop import train
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 TRIAL_S = 600.0  # the 10-minute rule
 

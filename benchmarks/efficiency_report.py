@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from benchmarks.machine import write_markdown
+from hpsearch.benchmarks.machine import write_markdown
 
 START, EPOCH, END = "start", "epoch", "end"
 # End fates: the training loop's own ends, a scheduler's or pruner's stop, a crash.

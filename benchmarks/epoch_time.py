@@ -15,11 +15,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.machine import command_line, cpu_name, write_markdown
-from search.space import load_space
-from trainables.config import resolve_config
-from trainables.data.splits import Split, Splits
-from trainables.loop import pick_device, train
+from hpsearch.benchmarks.machine import command_line, cpu_name, write_markdown
+from hpsearch.search.space import load_space
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import pick_device, train
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 # Training-split sizes of the real datasets, after the validation hold-out.
 TRAIN_SIZE = {

@@ -41,16 +41,19 @@ from typing import Any
 import ray
 import torch
 
-from benchmarks.efficiency_report import mean_std
-from benchmarks.machine import commit, script_digest, write_markdown
-from benchmarks.search_efficiency import SEEDS, SMOKE_DIR, TASKS, WORKERS, Setting, start_ray
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from search.cluster import quiet_libraries
-from search.space import Space, load_space
-from search.tuner import SearchSettings, build_tuner
-from trainables.data.splits import Splits, per_class_subset
-from trainables.loop import Horizon, outputs_as_trained, train
+from hpsearch.benchmarks.efficiency_report import mean_std
+from hpsearch.benchmarks.machine import commit, write_markdown
+from hpsearch.benchmarks.search_efficiency import SEEDS, SMOKE_DIR, TASKS, WORKERS, Setting, start_ray
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.cluster import quiet_libraries
+from hpsearch.search.space import Space, load_space
+from hpsearch.search.tuner import SearchSettings, build_tuner
+from hpsearch.trainables.data.splits import Splits, per_class_subset
+from hpsearch.trainables.loop import Horizon, outputs_as_trained, train
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 OUTS = {
     "font": Path("reports/benchmarks/found_vs_baseline_font.md"),
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "task": args.task,
         "setting": asdict(setting),
         "commit": commit(),
-        "script": script_digest(Path(__file__).resolve()),
+        "measurement_version": MEASUREMENT_VERSION,
     }
     done = DoneSeeds(out, identity, args.resume)
     results = []

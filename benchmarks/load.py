@@ -34,17 +34,20 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from benchmarks.epoch_time import synthetic
-from benchmarks.machine import write_markdown
-from benchmarks.overhead import EXPERIMENT, SPACE, TrialClock, new_store, noop_trial, tracker_for
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from search.cluster import quiet_libraries, start_ray
-from search.space import load_space
-from search.tracking import METRICS
-from search.tuner import SearchSettings, build_tuner
-from trainables.data.splits import Splits
-from trainables.fates import COMPLETED
+from hpsearch.benchmarks.epoch_time import synthetic
+from hpsearch.benchmarks.machine import write_markdown
+from hpsearch.benchmarks.overhead import EXPERIMENT, SPACE, TrialClock, new_store, noop_trial, tracker_for
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.cluster import quiet_libraries, start_ray
+from hpsearch.search.space import load_space
+from hpsearch.search.tracking import METRICS
+from hpsearch.search.tuner import SearchSettings, build_tuner
+from hpsearch.trainables.data.splits import Splits
+from hpsearch.trainables.fates import COMPLETED
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 if __name__ != "__main__":
     # Ray workers may not import this file by name (a checkout not installed): ship it by value.

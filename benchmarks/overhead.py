@@ -43,18 +43,21 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from ray import tune
 
-from benchmarks.epoch_time import synthetic
-from benchmarks.machine import write_markdown
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from search.cluster import quiet_libraries, start_ray
-from search.data import load_space_data
-from search.space import Space, load_space
-from search.tracking import METRICS, MlflowTracker
-from search.tuner import SearchSettings, build_tuner
-from trainables.config import resolve_config
-from trainables.data.splits import Split, Splits
-from trainables.loop import evaluate, train
+from hpsearch.benchmarks.epoch_time import synthetic
+from hpsearch.benchmarks.machine import write_markdown
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.cluster import quiet_libraries, start_ray
+from hpsearch.search.data import load_space_data
+from hpsearch.search.space import Space, load_space
+from hpsearch.search.tracking import METRICS, MlflowTracker
+from hpsearch.search.tuner import SearchSettings, build_tuner
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import evaluate, train
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 if __name__ != "__main__":
     # Ray workers may not import this file by name (a checkout not installed): ship it by value.
@@ -103,7 +106,7 @@ def noop_trial(params, *, data, task_name, baseline, settings):
     Each report after the first carries ``report_wait_s``, how long the one before it blocked: Tune's
     function trainables report synchronously, so that is the driver's round trip for one epoch.
     """
-    import search.trainable  # noqa: F401  (a real trial's imports, paid once per worker process)
+    import hpsearch.search.trainable  # noqa: F401  (a real trial's imports, paid once per worker process)
 
     wait = None
     for epoch in range(1, settings.max_epochs + 1):

@@ -5,7 +5,7 @@ Each worker runs ``study.optimize(objective, timeout=...)`` with Optuna's TPE at
 project's one training loop and reports every epoch to the pruner. The search-efficiency
 benchmark starts the workers through ``run_plain_optuna``; one worker alone is
 
-    python -m benchmarks.plain_optuna --run-dir DIR --space spaces/mnist.py --worker 0 --seed 0 \
+    python -m hpsearch.benchmarks.plain_optuna --run-dir DIR --space spaces/mnist.py --worker 0 --seed 0 \
         --deadline UNIX_TIME --trial-budget 120 --max-epochs 3
 """
 
@@ -25,10 +25,10 @@ import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from benchmarks.efficiency_report import END, EPOCH, FAILED, PRUNED, START, Event
-from search.space import Space, load_space
-from trainables.data.splits import Split, Splits
-from trainables.loop import train
+from hpsearch.benchmarks.efficiency_report import END, EPOCH, FAILED, PRUNED, START, Event
+from hpsearch.search.space import Space, load_space
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_NAME, STUDY_FILE, DATA_FILE = "plain-optuna", "study.journal", "data.pt"
@@ -62,7 +62,7 @@ def run_plain_optuna(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = []
     for k in range(workers):
-        argv = [sys.executable, "-m", "benchmarks.plain_optuna", "--run-dir", str(run_dir.resolve())]
+        argv = [sys.executable, "-m", "hpsearch.benchmarks.plain_optuna", "--run-dir", str(run_dir.resolve())]
         argv += ["--space", str(space.path.resolve()), "--worker", str(k), "--seed", str(seed)]
         argv += ["--deadline", repr(deadline), "--trial-budget", str(trial_budget_s)]
         argv += ["--max-epochs", str(max_epochs)]

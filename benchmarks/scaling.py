@@ -32,17 +32,20 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from benchmarks.epoch_time import synthetic
-from benchmarks.machine import write_markdown
-from benchmarks.overhead import SPACE, TrialClock, new_store, tracker_for
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from search.cluster import quiet_libraries, start_ray
-from search.data import load_space_data
-from search.space import Space, load_space
-from search.trainable import run_trial
-from search.tuner import SearchSettings, build_tuner
-from trainables.data.splits import Split, Splits, per_class_subset
+from hpsearch.benchmarks.epoch_time import synthetic
+from hpsearch.benchmarks.machine import write_markdown
+from hpsearch.benchmarks.overhead import SPACE, TrialClock, new_store, tracker_for
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.cluster import quiet_libraries, start_ray
+from hpsearch.search.data import load_space_data
+from hpsearch.search.space import Space, load_space
+from hpsearch.search.trainable import run_trial
+from hpsearch.search.tuner import SearchSettings, build_tuner
+from hpsearch.trainables.data.splits import Split, Splits, per_class_subset
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 if __name__ != "__main__":
     # Ray workers may not import this file by name (a checkout not installed): ship it by value.

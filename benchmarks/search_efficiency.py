@@ -46,7 +46,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from benchmarks.efficiency_report import (
+from hpsearch.benchmarks.efficiency_report import (
     END,
     EPOCH,
     FAILED,
@@ -57,16 +57,19 @@ from benchmarks.efficiency_report import (
     write_events,
     write_report,
 )
-from benchmarks.machine import commit, script_digest
-from benchmarks.plain_optuna import run_plain_optuna
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from search.cluster import quiet_libraries
-from search.searcher import trial_fate
-from search.space import Space, load_space
-from search.tuner import SearchSettings, build_tuner, run_config_for, trainable_for
-from trainables.data.splits import Split, Splits, per_class_subset
-from trainables.loop import Horizon, train
+from hpsearch.benchmarks.machine import commit
+from hpsearch.benchmarks.plain_optuna import run_plain_optuna
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.cluster import quiet_libraries
+from hpsearch.search.searcher import trial_fate
+from hpsearch.search.space import Space, load_space
+from hpsearch.search.tuner import SearchSettings, build_tuner, run_config_for, trainable_for
+from hpsearch.trainables.data.splits import Split, Splits, per_class_subset
+from hpsearch.trainables.loop import Horizon, train
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -392,7 +395,7 @@ OPTIONS = {
 class DoneRuns:
     """Each finished run on disk, so that a killed benchmark resumes where it was.
 
-    A saved run counts only for the same task, setting and code (commit and script digest):
+    A saved run counts only for the same task, setting and code (commit and measurement version):
     anything else would mix measurements of different things in one report.
     """
 
@@ -478,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "task": args.task,
         "setting": asdict(setting),
         "commit": commit(),
-        "script": script_digest(Path(__file__).resolve()),
+        "measurement_version": MEASUREMENT_VERSION,
     }
     done = DoneRuns(out, identity, args.resume)
 

@@ -42,14 +42,17 @@ import pandas as pd
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from benchmarks.machine import write_markdown
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from search.searcher import make_searcher
-from search.settings import SearchSettings
-from search.simulate import Simulation, best_so_far, simulate_optuna, simulate_ray
-from search.space import Space
-from search.stopping import make_scheduler
+from hpsearch.benchmarks.machine import write_markdown
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.searcher import make_searcher
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.simulate import Simulation, best_so_far, simulate_optuna, simulate_ray
+from hpsearch.search.space import Space
+from hpsearch.search.stopping import make_scheduler
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 REPO = Path(__file__).resolve().parents[1]
 OUT, SMOKE_OUT = REPO / "reports/benchmarks/simulated_search.md", REPO / "results/simulated_search_smoke.md"
@@ -234,7 +237,7 @@ def report(runs: list[Run], args: argparse.Namespace, wall_s: float) -> list[str
         "",
         "Normalised regret of the best validation accuracy seen so far (0 = best of 20,000 random "
         "configs at epoch 52, 1 = their median; mean ± s.e. over tasks x seeds), and mean rank "
-        f"among the methods (1 = best). Every run's figures: `{args.out.stem}_runs.csv`.",
+        f"among the methods (1 = best). Every run's figures: `{args.out.stem}_runs.csv.gz`.",
         "",
         "| method | "
         + " | ".join(f"regret {h}" for h in heads)
@@ -329,7 +332,8 @@ def write_runs(path: Path, runs: list[Run], multiples: list[float]) -> Path:
         }
         for r in sorted(runs, key=lambda r: (r.task, r.seed, METHODS.index(r.method)))
     ]
-    pd.DataFrame(rows).to_csv(path, index=False)
+    # mtime 0: the same runs give the same bytes, so a rerun shows in git only if a figure moved.
+    pd.DataFrame(rows).to_csv(path, index=False, compression={"method": "gzip", "mtime": 0})
     return path
 
 
@@ -388,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     wall_s = time.perf_counter() - started
     title = "Simulated search on LCBench: ours against TPE, random, ASHA and Optuna's pruners"
     write_markdown(args.out, title, command, report(runs, args, wall_s))
-    raw = write_runs(args.out.with_name(args.out.stem + "_runs.csv"), runs, args.budget_multiples)
+    raw = write_runs(args.out.with_name(args.out.stem + "_runs.csv.gz"), runs, args.budget_multiples)
     print(f"wrote {args.out} and {raw} in {wall_s / 60:.1f} min", file=sys.stderr)
     return 0
 

@@ -40,14 +40,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 from torchvision.datasets import VisionDataset
 
-from benchmarks.epoch_time import TRAIN_SIZE, synthetic
-from benchmarks.machine import command_line, cpu_name, write_markdown
-from search.space import Space, load_space
-from trainables.data.splits import Split, Splits
-from trainables.loop import pick_device, train
-from trainables.models import MODELS, build_model, count_params
-from trainables.optim import build_optimizer
-from trainables.tasks import Task
+from hpsearch.benchmarks.epoch_time import TRAIN_SIZE, synthetic
+from hpsearch.benchmarks.machine import command_line, cpu_name, write_markdown
+from hpsearch.search.space import Space, load_space
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import pick_device, train
+from hpsearch.trainables.models import MODELS, build_model, count_params
+from hpsearch.trainables.optim import build_optimizer
+from hpsearch.trainables.tasks import Task
+
+# What this script measures and how; bump it when that changes (benchmarks/machine.py).
+MEASUREMENT_VERSION = 1
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
 # Images per task on the CPU: about 5-8 s per epoch at the rates in reports/benchmarks/epoch_time.md,

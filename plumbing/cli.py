@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from plumbing.errors import UsageError
+from hpsearch.plumbing.errors import UsageError
 
 USAGE_EXIT = 2
 

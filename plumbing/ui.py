@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 
-from plumbing.servers import redact, tracking_server
+from hpsearch.plumbing.servers import redact, tracking_server
 
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 

@@ -14,7 +14,7 @@ MAX_MARGIN = 0.05
 
 def chance_level(task_name: str | None) -> float | None:
     """1/classes of a registered task; None for a task this code does not know."""
-    from trainables.tasks import TASKS  # torch-heavy: imported only when a report asks
+    from hpsearch.trainables.tasks import TASKS  # torch-heavy: imported only when a report asks
 
     task = TASKS.get(task_name or "")
     return None if task is None else 1.0 / task.num_classes

@@ -13,8 +13,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reports.runs import FINISHED_FATES, SearchRuns
-from reports.study import Importances
+from hpsearch.reports.runs import FINISHED_FATES, SearchRuns
+from hpsearch.reports.study import Importances
 
 FATE_COLORS = {
     "completed": "tab:green",

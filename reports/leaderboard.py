@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from plumbing.servers import redact
-from reports.chance import chance_ceiling
-from reports.figures import make_figures
-from reports.render import AT_CHANCE, Page, html_page, leaderboard_tables, markdown
-from reports.rungs import rung_line
-from reports.runs import (
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.plumbing.servers import redact
+from hpsearch.reports.chance import chance_ceiling
+from hpsearch.reports.figures import make_figures
+from hpsearch.reports.render import AT_CHANCE, Page, html_page, leaderboard_tables, markdown
+from hpsearch.reports.rungs import rung_line
+from hpsearch.reports.runs import (
     FINISHED_FATES,
     PRUNED_FATES,
     SearchRuns,
@@ -38,7 +38,7 @@ from reports.runs import (
     load_search,
     open_client,
 )
-from reports.study import Importances, param_importances
+from hpsearch.reports.study import Importances, param_importances
 
 DEFAULT_OUT = Path("reports/out")
 

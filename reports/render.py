@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from reports.figures import Plot
-from reports.runs import PARAM, SearchRuns
+from hpsearch.reports.figures import Plot
+from hpsearch.reports.runs import PARAM, SearchRuns
 
 # Short headers for long knob names, so a table of a dozen knobs fits a 1,200 px page; a table
 # says what each one it shows stands for.

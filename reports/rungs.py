@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.runs import SearchRuns
+from hpsearch.reports.runs import SearchRuns
 
 MIN_TRIALS = 3  # fewer pairs than this have no meaningful rank correlation
 

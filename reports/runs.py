@@ -17,10 +17,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
-from plumbing.errors import UsageError
-from plumbing.servers import reachable, redact, tracking_server
-from reports.chance import chance_ceiling, chance_level
-from trainables.fates import FINISHED_FATES, PRUNED
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.plumbing.servers import reachable, redact, tracking_server
+from hpsearch.reports.chance import chance_ceiling, chance_level
+from hpsearch.trainables.fates import FINISHED_FATES, PRUNED
 
 PRUNED_FATES = (PRUNED,)
 PARAM = "param."  # prefix of the trial table's hyperparameter columns

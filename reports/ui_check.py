@@ -26,11 +26,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from plumbing.servers import redact, tracking_server
-from plumbing.ui import runs_url
-from reports.runs import latest_search, open_client
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.plumbing.servers import redact, tracking_server
+from hpsearch.plumbing.ui import runs_url
+from hpsearch.reports.runs import latest_search, open_client
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 SERVER_START_S = 90.0  # mlflow server's first start migrates a fresh SQLite store: tens of seconds

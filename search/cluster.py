@@ -10,8 +10,8 @@ import tempfile
 import ray
 import torch
 
-from plumbing.errors import UsageError
-from search.settings import SearchSettings
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.settings import SearchSettings
 
 
 def quiet_libraries() -> None:

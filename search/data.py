@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search.space import Space
-from trainables.data.splits import Splits, per_class_subset
+from hpsearch.search.space import Space
+from hpsearch.trainables.data.splits import Splits, per_class_subset
 
 
 def load_space_data(

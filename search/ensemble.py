@@ -23,13 +23,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from torch.nn import functional as F
 
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from search.exported import ExportedConfig, read_exported
-from search.provenance import DataIdentity, code_version, experiment_id
-from search.retrain import Retrained, load_export_data, retrain, warn_if_other_data
-from search.train import epoch_printer
-from trainables.loop import pick_device
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.exported import ExportedConfig, read_exported
+from hpsearch.search.provenance import DataIdentity, code_version, experiment_id
+from hpsearch.search.retrain import Retrained, load_export_data, retrain, warn_if_other_data
+from hpsearch.search.train import epoch_printer
+from hpsearch.trainables.loop import pick_device
 
 
 def config_files(paths: list[Path]) -> list[Path]:

@@ -34,14 +34,14 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
-from search.exported import ExportedConfig, write_exported
-from search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG
-from search.tracking import MODEL_TAG, global_tracking_uri
-from search.trainable import INFO_FILE, MODEL_FILE
-from trainables.fates import is_number
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
+from hpsearch.search.exported import ExportedConfig, write_exported
+from hpsearch.search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG
+from hpsearch.search.tracking import MODEL_TAG, global_tracking_uri
+from hpsearch.search.trainable import INFO_FILE, MODEL_FILE
+from hpsearch.trainables.fates import is_number
 
 DEFAULT_OUT = Path("exports")
 

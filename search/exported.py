@@ -41,12 +41,12 @@ import torch
 import yaml
 from torch import nn
 
-from plumbing.errors import UsageError
-from search.provenance import REPO
-from search.space import Space, load_space
-from trainables.config import resolve_config
-from trainables.loop import build_task_model
-from trainables.tasks import Task, get_task, normalise
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.provenance import REPO
+from hpsearch.search.space import Space, load_space
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.loop import build_task_model
+from hpsearch.trainables.tasks import Task, get_task, normalise
 
 
 @dataclass

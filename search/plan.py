@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from search.settings import SearchSettings
-from search.space import Space
-from trainables.data.splits import Split, Splits
-from trainables.loop import Horizon, evaluate, train
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import Space
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import Horizon, evaluate, train
 
 PROBE_BATCHES = 6  # enough to get past the first, slowest batch; few enough to take seconds
 # A report takes at most this share of a trial's budget: 8 reports or more fit, so a scheduler

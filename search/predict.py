@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from search.exported import read_exported
-from trainables.tasks import Task, get_task
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.exported import read_exported
+from hpsearch.trainables.tasks import Task, get_task
 
 # How each grayscale task's training images frame a character: the ink's longer side in pixels,
 # and what sits at the centre (MNIST: the centre of mass; EMNIST and the rendered fonts: the
@@ -79,8 +79,8 @@ def _load_mlflow_model(uri: str, tracking_uri: str | None) -> Model:
     import mlflow.pytorch
     from mlflow.models import Model as MlflowModel
 
-    from reports.runs import open_client
-    from search.tracking import global_tracking_uri  # (imports Ray: only for an MLflow model)
+    from hpsearch.reports.runs import open_client
+    from hpsearch.search.tracking import global_tracking_uri  # (imports Ray: only for an MLflow model)
 
     open_client(tracking_uri)  # a missing local store or a dead server: one line, and no new store
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from plumbing.cli import ArgumentParser, run_main
-from search.data import load_space_data
-from search.space import load_space
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.search.data import load_space_data
+from hpsearch.search.space import load_space
 
 
 def main(argv: list[str] | None = None) -> int:

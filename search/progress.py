@@ -13,8 +13,8 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
 
-from search.interrupt import search_stopping
-from trainables.fates import FAILED, FINISHED_FATES, PRUNED, best_value, trial_fate
+from hpsearch.search.interrupt import search_stopping
+from hpsearch.trainables.fates import FAILED, FINISHED_FATES, PRUNED, best_value, trial_fate
 
 
 class LiveView(Callback):

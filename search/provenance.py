@@ -12,8 +12,8 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-import plumbing.servers  # noqa: F401  (MLflow's retry defaults, before any client here is made)
-from trainables.data.splits import Splits
+import hpsearch.plumbing.servers  # noqa: F401  (MLflow's retry defaults, before any client here is made)
+from hpsearch.trainables.data.splits import Splits
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -19,14 +19,14 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from plumbing.errors import UsageError
-from plumbing.servers import reachable, tracking_server
-from search.data import load_space_data
-from search.exported import ExportedConfig
-from search.provenance import DataIdentity, code_version, experiment_id
-from trainables.data.splits import Split, Splits
-from trainables.fates import DIVERGED
-from trainables.loop import REPORT_METRICS, TrainResult, outputs_as_trained, train
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.plumbing.servers import reachable, tracking_server
+from hpsearch.search.data import load_space_data
+from hpsearch.search.exported import ExportedConfig
+from hpsearch.search.provenance import DataIdentity, code_version, experiment_id
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.fates import DIVERGED
+from hpsearch.trainables.loop import REPORT_METRICS, TrainResult, outputs_as_trained, train
 
 log = logging.getLogger(__name__)
 EPOCH_METRICS = REPORT_METRICS

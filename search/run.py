@@ -20,24 +20,24 @@ from pathlib import Path
 
 import torch
 
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from plumbing.servers import reachable, redact, tracking_server
-from plumbing.ui import ui_hint
-from reports.leaderboard import write_report
-from search.cluster import check_trials_fit, cluster_gpus, quiet_libraries, start_ray
-from search.data import load_space_data
-from search.interrupt import StopWatch, interrupted
-from search.plan import QUICK_WALL_S, Plan, measure_epoch, plan_reports, wall_estimate_s
-from search.progress import LiveView
-from search.provenance import DataIdentity
-from search.searcher import close_study
-from search.space import Space, load_space
-from search.summary import top_finished, trials_frame
-from search.tracking import MlflowTracker
-from search.trainable import keep_checkpoints
-from search.tuner import SearchSettings, build_tuner, concurrent_slots, restore_tuner
-from trainables.compiled import COMPILE_MODES
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.plumbing.servers import reachable, redact, tracking_server
+from hpsearch.plumbing.ui import ui_hint
+from hpsearch.reports.leaderboard import write_report
+from hpsearch.search.cluster import check_trials_fit, cluster_gpus, quiet_libraries, start_ray
+from hpsearch.search.data import load_space_data
+from hpsearch.search.interrupt import StopWatch, interrupted
+from hpsearch.search.plan import QUICK_WALL_S, Plan, measure_epoch, plan_reports, wall_estimate_s
+from hpsearch.search.progress import LiveView
+from hpsearch.search.provenance import DataIdentity
+from hpsearch.search.searcher import close_study
+from hpsearch.search.space import Space, load_space
+from hpsearch.search.summary import top_finished, trials_frame
+from hpsearch.search.tracking import MlflowTracker
+from hpsearch.search.trainable import keep_checkpoints
+from hpsearch.search.tuner import SearchSettings, build_tuner, concurrent_slots, restore_tuner
+from hpsearch.trainables.compiled import COMPILE_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,9 +18,9 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from search.interrupt import search_stopping
-from search.space import Space
-from trainables.fates import (  # noqa: F401  (re-exported: the search's modules import fates from here)
+from hpsearch.search.interrupt import search_stopping
+from hpsearch.search.space import Space
+from hpsearch.trainables.fates import (  # noqa: F401  (re-exported: the search's modules import fates from here)
     BUDGET,
     COMPLETED,
     DIVERGED,

@@ -38,7 +38,7 @@ class SearchSettings:
     def trial_config(self, task: Any, baseline: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         """A trial's config as it trains in this search: the baseline, the searcher's values on top,
         and the search's horizon as its epochs (never a searched knob: docs/search-design.md)."""
-        from trainables.config import resolve_config  # torch-heavy: only where a config is built
+        from hpsearch.trainables.config import resolve_config  # torch-heavy: only where a config is built
 
         config = resolve_config(task, baseline, params)
         config["epochs"] = self.max_epochs

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plumbing.errors import UsageError
-from trainables.config import resolve_config
-from trainables.tasks import Task, get_task
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.tasks import Task, get_task
 
 REQUIRED = ("TASK", "METRIC", "MODE", "BUDGET_S", "MAX_EPOCHS", "BASELINE", "space")
 METRICS = ("val_acc", "val_loss")

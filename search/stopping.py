@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from reports.rungs import rank_correlation
-from search.settings import SearchSettings
+from hpsearch.reports.rungs import rank_correlation
+from hpsearch.search.settings import SearchSettings
 
 # A rung stops trials only if it ranks them at least this like the next checkpoint does. At 0.7
 # the rule lost to TPE without stopping at 100x max_t on LCBench; 0.9 does not (search-design.md).

@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 from ray.tune import ResultGrid
 
-from search.interrupt import ended_by_the_stop
-from search.settings import SearchSettings
-from search.space import Space
-from trainables.fates import FAILED, FINISHED_FATES, trial_fate
+from hpsearch.search.interrupt import ended_by_the_stop
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import Space
+from hpsearch.trainables.fates import FAILED, FINISHED_FATES, trial_fate
 
 
 def trials_frame(results: ResultGrid, space: Space, settings: SearchSettings) -> pd.DataFrame:

@@ -35,17 +35,17 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 from ray.tune import Callback
 
-from plumbing.servers import reachable, redact, tracking_server
-from search.exported import build_classifier
-from search.interrupt import search_stopping
-from search.provenance import DATA_DIGEST_TAG, DataIdentity, code_version, experiment_id
-from search.searcher import STUDY_FILE
-from search.settings import SearchSettings
-from search.space import Space
-from search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, read_checkpoint
-from trainables.fates import FAILED, RUNNING, STOPPED, is_number, trial_fate
-from trainables.loop import REPORT_METRICS
-from trainables.tasks import Task, get_task
+from hpsearch.plumbing.servers import reachable, redact, tracking_server
+from hpsearch.search.exported import build_classifier
+from hpsearch.search.interrupt import search_stopping
+from hpsearch.search.provenance import DATA_DIGEST_TAG, DataIdentity, code_version, experiment_id
+from hpsearch.search.searcher import STUDY_FILE
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import Space
+from hpsearch.search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, read_checkpoint
+from hpsearch.trainables.fates import FAILED, RUNNING, STOPPED, is_number, trial_fate
+from hpsearch.trainables.loop import REPORT_METRICS
+from hpsearch.trainables.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from plumbing.cli import ArgumentParser, run_main
-from plumbing.errors import UsageError
-from search.exported import read_exported
-from search.provenance import DataIdentity
-from search.retrain import check_trained, load_export_data, retrain, warn_if_other_data
-from search.space import load_space
-from trainables.config import parse_assignments, resolve_config
-from trainables.loop import outputs_as_trained, pick_device, train
-from trainables.models import count_params
+from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.exported import read_exported
+from hpsearch.search.provenance import DataIdentity
+from hpsearch.search.retrain import check_trained, load_export_data, retrain, warn_if_other_data
+from hpsearch.search.space import load_space
+from hpsearch.trainables.config import parse_assignments, resolve_config
+from hpsearch.trainables.loop import outputs_as_trained, pick_device, train
+from hpsearch.trainables.models import count_params
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

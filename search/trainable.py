@@ -35,13 +35,13 @@ import torch
 from ray import tune
 from ray.tune import Checkpoint, ResultGrid
 
-from search.gpu_use import watch_gpu
-from search.settings import SearchSettings
-from trainables.data.splits import Splits
-from trainables.fates import FINISHED_FATES
-from trainables.loop import Horizon, TrainResult, build_task_model, train
-from trainables.memory import HEADROOM, MemoryEstimate, estimate_memory, fits, size
-from trainables.tasks import get_task
+from hpsearch.search.gpu_use import watch_gpu
+from hpsearch.search.settings import SearchSettings
+from hpsearch.trainables.data.splits import Splits
+from hpsearch.trainables.fates import FINISHED_FATES
+from hpsearch.trainables.loop import Horizon, TrainResult, build_task_model, train
+from hpsearch.trainables.memory import HEADROOM, MemoryEstimate, estimate_memory, fits, size
+from hpsearch.trainables.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,6 @@ def _exists(checkpoint: Checkpoint) -> bool:
 
 
 def _trial_id(result: Any) -> str:
-    from search.summary import trial_id_of  # (pandas: the driver's, not every trial's, import)
+    from hpsearch.search.summary import trial_id_of  # (pandas: the driver's, not every trial's, import)
 
     return trial_id_of(result)

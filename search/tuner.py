@@ -8,12 +8,12 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from search.searcher import make_searcher
-from search.settings import SearchSettings
-from search.space import Space
-from search.stopping import make_scheduler
-from search.trainable import run_trial
-from trainables.data.splits import Split, Splits
+from hpsearch.search.searcher import make_searcher
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import Space
+from hpsearch.search.stopping import make_scheduler
+from hpsearch.search.trainable import run_trial
+from hpsearch.trainables.data.splits import Split, Splits
 
 
 def trainable_for(space: Space, settings: SearchSettings, data: Splits, fn: Callable = run_trial) -> Callable:

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for search_helpers, 
 
 from search_helpers import placement_trial, steady_trial, tiny_data  # noqa: E402
 
-from search.space import load_space  # noqa: E402
-from search.tuner import SearchSettings, build_tuner  # noqa: E402
+from hpsearch.search.space import load_space  # noqa: E402
+from hpsearch.search.tuner import SearchSettings, build_tuner  # noqa: E402
 
 
 def main(mode: str, space_path: str, results_dir: str) -> None:

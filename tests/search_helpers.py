@@ -12,7 +12,7 @@ import ray.cloudpickle
 import torch
 from ray import tune
 
-from trainables.data.splits import Split, Splits
+from hpsearch.trainables.data.splits import Split, Splits
 
 # Ray workers may not have the repo's tests/ on their path: ship these functions by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -23,10 +23,10 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
+from hpsearch.trainables.models import MODELS, build_model
+from hpsearch.trainables.tasks import VAL_SIZE
 from tests.fake_datasets import write_mnist
 from tests.search_helpers import TINY_SPACE, write_tiny_space
-from trainables.models import MODELS, build_model
-from trainables.tasks import VAL_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 # PYTHONPATH: the scripts import this checkout's packages whatever the venv's install points at.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.compile_gain import Gain, break_even_s
+from hpsearch.benchmarks.compile_gain import Gain, break_even_s
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.found_vs_baseline import DoneSeeds, SeedResult, Trained, main, report_body
-from benchmarks.search_efficiency import TASKS
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from trainables.data.splits import Split, Splits
+from hpsearch.benchmarks.found_vs_baseline import DoneSeeds, SeedResult, Trained, main, report_body
+from hpsearch.benchmarks.search_efficiency import TASKS
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.splits import Split, Splits
 
 
 def _seed(seed: int, found_test: float, baseline_test: float) -> SeedResult:

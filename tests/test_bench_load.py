@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import load
-from plumbing.cli import run_main
+from hpsearch.benchmarks import load
+from hpsearch.plumbing.cli import run_main
 from tests.test_bench_overhead_scaling import _header_ok, _number, _table
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import overhead, scaling
-from plumbing.cli import run_main
+from hpsearch.benchmarks import overhead, scaling
+from hpsearch.plumbing.cli import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

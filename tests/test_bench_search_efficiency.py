@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.efficiency_report import (
+from hpsearch.benchmarks.efficiency_report import (
     END,
     EPOCH,
     START,
@@ -20,9 +20,9 @@ from benchmarks.efficiency_report import (
     time_to_target,
     write_events,
 )
-from benchmarks.search_efficiency import LABELS, TASKS, DoneRuns, Setting, main, startup_line
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
+from hpsearch.benchmarks.search_efficiency import LABELS, TASKS, DoneRuns, Setting, main, startup_line
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -102,7 +102,7 @@ def test_search_efficiency_without_mnist_is_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "r.md").exists()
 
 
-IDENTITY = {"task": "mnist", "setting": {"wall_s": 240}, "commit": "abc", "script": "def"}
+IDENTITY = {"task": "mnist", "setting": {"wall_s": 240}, "commit": "abc", "measurement_version": 1}
 
 
 def test_done_runs_are_kept_for_a_resume_of_the_same_run(tmp_path):
@@ -123,7 +123,7 @@ def test_resume_refuses_runs_of_other_code_or_setting(tmp_path):
     out = tmp_path / "report.md"
     DoneRuns(out, IDENTITY, resume=False).add("ours", 3, EVENTS)
     with pytest.raises(UsageError, match="--resume"):
-        DoneRuns(out, {**IDENTITY, "script": "changed"}, resume=True)
+        DoneRuns(out, {**IDENTITY, "measurement_version": 2}, resume=True)
     # The refusal leaves the saved runs for a resume with the right code.
     assert DoneRuns(out, IDENTITY, resume=True).get("ours", 3) is not None
 

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from benchmarks.epoch_time import synthetic
-from benchmarks.throughput import (
+from hpsearch.benchmarks.epoch_time import synthetic
+from hpsearch.benchmarks.throughput import (
     SeedDataset,
     forward_flops_per_image,
     main,
@@ -24,10 +24,10 @@ from benchmarks.throughput import (
     seed_loader,
     seed_transform,
 )
-from trainables.config import resolve_config
-from trainables.models import build_model
-from trainables.optim import build_optimizer
-from trainables.tasks import TASKS, normalise
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.models import build_model
+from hpsearch.trainables.optim import build_optimizer
+from hpsearch.trainables.tasks import TASKS, normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-import search.trainable
-import search.tuner
-from plumbing.errors import UsageError
-from search.settings import SearchSettings
-from search.space import load_space
-from search.stopping import RankCheckedASHA
-from search.summary import trials_frame
-from search.trainable import run_trial
-from search.tuner import build_tuner
+import hpsearch.search.trainable
+import hpsearch.search.tuner
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import load_space
+from hpsearch.search.stopping import RankCheckedASHA
+from hpsearch.search.summary import trials_frame
+from hpsearch.search.trainable import run_trial
+from hpsearch.search.tuner import build_tuner
 from tests.search_helpers import TINY_SPACE, tiny_data, write_tiny_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def reports_of(monkeypatch, baseline: dict, settings: SearchSettings) -> list[dict]:
     reports = []
-    monkeypatch.setattr(search.trainable.tune, "report", lambda metrics, **_: reports.append(metrics))
+    monkeypatch.setattr(hpsearch.search.trainable.tune, "report", lambda m, **_: reports.append(m))
     run_trial({}, data=tiny_data(), task_name="mnist", baseline=baseline, settings=settings)
     return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in reports]  # all but times
 
@@ -69,7 +69,7 @@ def test_asha_prunes_inside_the_first_epoch_with_sub_epoch_rungs(ray_session, tm
     trusting = RankCheckedASHA(
         max_t=settings.max_t, grace_period=1, reduction_factor=3, min_rank_corr=-1.0, min_pairs=3
     )
-    monkeypatch.setattr(search.tuner, "make_scheduler", lambda _settings: trusting)
+    monkeypatch.setattr(hpsearch.search.tuner, "make_scheduler", lambda _settings: trusting)
     results = build_tuner(space, settings, tiny_data(), tmp_path / "results" / "quarters").fit()
     frame = trials_frame(results, space, settings)
     pruned = frame[frame["fate"] == "pruned"]

@@ -13,12 +13,12 @@ import torch
 from search_helpers import random_splits
 from torch import nn
 
-import trainables.compiled
-import trainables.loop
-from trainables.compiled import compile_for_training, wants_compile
-from trainables.config import resolve_config
-from trainables.loop import train
-from trainables.tasks import TASKS
+import hpsearch.trainables.compiled
+import hpsearch.trainables.loop
+from hpsearch.trainables.compiled import compile_for_training, wants_compile
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.loop import train
+from hpsearch.trainables.tasks import TASKS
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -37,7 +37,7 @@ class Wrapped(nn.Module):
 
 
 def test_compile_only_on_a_gpu_and_where_asked_or_measured_to_pay(monkeypatch):
-    monkeypatch.setattr(trainables.compiled, "PAYS_ON_CUDA", frozenset({"cifar_bn_cnn"}))
+    monkeypatch.setattr(hpsearch.trainables.compiled, "PAYS_ON_CUDA", frozenset({"cifar_bn_cnn"}))
     assert not any(wants_compile(mode, CPU, "cifar_bn_cnn") for mode in ("auto", "on", "off"))
     assert wants_compile("on", CUDA, "mnist_cnn")
     assert not wants_compile("off", CUDA, "cifar_bn_cnn")
@@ -56,7 +56,7 @@ def test_a_compiled_run_trains_exactly_as_the_eager_one(monkeypatch, one_torch_t
     data = random_splits(task, 128, 64)
     eager = train(task, config, data, device=CPU)
     wrapped = []
-    monkeypatch.setattr(trainables.loop, "wants_compile", lambda mode, device, family: mode == "on")
+    monkeypatch.setattr(hpsearch.trainables.loop, "wants_compile", lambda mode, device, family: mode == "on")
     monkeypatch.setattr(torch, "compile", lambda model: wrapped.append(Wrapped(model)) or wrapped[-1])
     compiled = train(task, config, data, device=CPU, compile_mode="on")
     assert compiled.compiled and not eager.compiled

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from plumbing.errors import UsageError
-from trainables.augment import AUGMENTATIONS
-from trainables.config import TRAIN_DEFAULTS, defaults_for, parse_assignments, resolve_config
-from trainables.models import MODELS
-from trainables.tasks import TASKS
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.augment import AUGMENTATIONS
+from hpsearch.trainables.config import TRAIN_DEFAULTS, defaults_for, parse_assignments, resolve_config
+from hpsearch.trainables.models import MODELS
+from hpsearch.trainables.tasks import TASKS
 
 MNIST, CIFAR10 = TASKS["mnist"], TASKS["cifar10"]
 

@@ -18,15 +18,15 @@ import torch
 from mlflow import MlflowClient
 from search_helpers import random_splits, tiny_data, write_tiny_space
 
-from search import trainable
-from search.settings import SearchSettings
-from search.space import load_space
+from hpsearch.search import trainable
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import load_space
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.loop import build_task_model, train
+from hpsearch.trainables.memory import estimate_memory
+from hpsearch.trainables.precision import BF16, FP16, choose_precision
+from hpsearch.trainables.tasks import TASKS
 from tests.fake_datasets import write_mnist
-from trainables.config import resolve_config
-from trainables.loop import build_task_model, train
-from trainables.memory import estimate_memory
-from trainables.precision import BF16, FP16, choose_precision
-from trainables.tasks import TASKS
 
 pytestmark = [
     pytest.mark.cuda,

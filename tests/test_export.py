@@ -19,15 +19,15 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from plumbing.errors import UsageError
-from search import ensemble, export
-from search.exported import read_exported
-from search.retrain import load_export_data, retrain, with_val_in_train
-from search.space import load_space
-from search.tracking import MlflowTracker
-from search.tuner import SearchSettings
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search import ensemble, export
+from hpsearch.search.exported import read_exported
+from hpsearch.search.retrain import load_export_data, retrain, with_val_in_train
+from hpsearch.search.space import load_space
+from hpsearch.search.tracking import MlflowTracker
+from hpsearch.search.tuner import SearchSettings
+from hpsearch.trainables.tasks import VAL_SIZE
 from tests.fake_datasets import write_mnist
-from trainables.tasks import VAL_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 SEARCH = "mnist-20261123-120000"
@@ -217,7 +217,7 @@ def test_retrain_on_train_and_val_keeps_the_last_epoch(exported, root, one_torch
     assert done.test_probs.shape == (100, 10)
     # The model is the last epoch's: its accuracy on val (now trained on) is the last report's.
     last_val = done.result.history[-1]["val_acc"]
-    from trainables.loop import evaluate
+    from hpsearch.trainables.loop import evaluate
 
     assert evaluate(done.result.model, data.val, done.exported.resolved()[0])[1] == pytest.approx(last_val)
 

@@ -20,11 +20,11 @@ import pytest
 import ray.cloudpickle
 from optuna.trial import TrialState
 
-from search.searcher import STUDY_FILE
-from search.space import load_space
-from search.summary import trials_frame
-from search.tracking import MlflowTracker
-from search.tuner import SearchSettings, build_tuner
+from hpsearch.search.searcher import STUDY_FILE
+from hpsearch.search.space import load_space
+from hpsearch.search.summary import trials_frame
+from hpsearch.search.tracking import MlflowTracker
+from hpsearch.search.tuner import SearchSettings, build_tuner
 from tests.fake_datasets import write_mnist
 from tests.search_helpers import tiny_data, write_tiny_space
 from tests.test_run_plan import run_cli
@@ -154,7 +154,7 @@ def test_closing_a_study_fails_the_trials_it_left_running_and_keeps_the_rest(tmp
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from search.searcher import close_study, fail_running
+    from hpsearch.search.searcher import close_study, fail_running
 
     results_dir = tmp_path / "search"
     results_dir.mkdir()
@@ -172,7 +172,7 @@ def test_closing_a_study_fails_the_trials_it_left_running_and_keeps_the_rest(tmp
 def started_searcher(tmp_path):
     """A search's searcher, as set up at its start, and its pickle as Tune keeps it in tuner.pkl
     for --resume (a restored searcher is that pickle, then its last checkpoint)."""
-    from search.searcher import make_searcher
+    from hpsearch.search.searcher import make_searcher
 
     space = load_space(write_tiny_space(tmp_path))
     results_dir = tmp_path / "search"

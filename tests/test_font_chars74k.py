@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from plumbing.errors import UsageError
-from trainables.data import chars74k
-from trainables.data.font import load_font, resolve_source
-from trainables.data.font_folders import load_chars74k, style_layout
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data import chars74k
+from hpsearch.trainables.data.font import load_font, resolve_source
+from hpsearch.trainables.data.font_folders import load_chars74k, style_layout
 
 ALL = {"train": None, "val": None, "test": None}
 

@@ -13,10 +13,10 @@ import torch
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw
 
-from plumbing.errors import UsageError
-from trainables.data.font import FONT_CLASSES, load_font, validate_classes
-from trainables.data.font_folders import load_imagefolder
-from trainables.data.font_render import (
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.font import FONT_CLASSES, load_font, validate_classes
+from hpsearch.trainables.data.font_folders import load_imagefolder
+from hpsearch.trainables.data.font_render import (
     STYLES,
     FontFile,
     assign_splits,
@@ -28,7 +28,7 @@ from trainables.data.font_render import (
     render_splits,
     split_sizes,
 )
-from trainables.data.registry import DATASETS
+from hpsearch.trainables.data.registry import DATASETS
 
 MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 SMALL = "0Aa"  # a digit, an upper- and a lower-case letter: labels 0, 1, 2

@@ -8,7 +8,7 @@ import threading
 import torch
 from mlflow.system_metrics.metrics.base_metrics_monitor import BaseMetricsMonitor
 
-from search.gpu_use import GpuUse, watch_gpu
+from hpsearch.search.gpu_use import GpuUse, watch_gpu
 
 
 class FakeGPUMonitor(BaseMetricsMonitor):

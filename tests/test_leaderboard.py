@@ -23,11 +23,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
-from plumbing.errors import UsageError
-from reports.leaderboard import write_report
-from reports.rungs import RungCheck, first_rung_against_last
-from reports.runs import SearchRuns
-from reports.study import param_importances
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.reports.leaderboard import write_report
+from hpsearch.reports.rungs import RungCheck, first_rung_against_last
+from hpsearch.reports.runs import SearchRuns
+from hpsearch.reports.study import param_importances
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = "font-20261123-120000"

@@ -13,15 +13,15 @@ import torch
 from search_helpers import random_splits
 from torch import nn
 
-import trainables.loop
-import trainables.tasks
-from search.space import Space, load_space
-from trainables.augment import AUGMENTATIONS, augment
-from trainables.config import resolve_config
-from trainables.data.splits import Split, Splits
-from trainables.loop import Horizon, evaluate, train
-from trainables.models import MODELS, ModelFamily, count_params
-from trainables.tasks import TASKS, Task
+import hpsearch.trainables.loop
+import hpsearch.trainables.tasks
+from hpsearch.search.space import Space, load_space
+from hpsearch.trainables.augment import AUGMENTATIONS, augment
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import Horizon, evaluate, train
+from hpsearch.trainables.models import MODELS, ModelFamily, count_params
+from hpsearch.trainables.tasks import TASKS, Task
 
 CPU = torch.device("cpu")
 SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
@@ -163,13 +163,13 @@ def test_train_leaves_time_for_the_validation_pass_that_ends_a_budget_cut_report
     data = random_splits(task, 20000, 100)  # 5,000 batches of 4: an epoch far past the budget
     config = resolve_config(task, {"epochs": 1, "batch_size": 4})
     train(task, config, data, device=CPU, budget_s=0.01)  # warm: the first run in a process is slow
-    real_evaluate = trainables.loop.evaluate
+    real_evaluate = hpsearch.trainables.loop.evaluate
 
     def slow_evaluate(model, split, *args):
         time.sleep(1e-2 * len(split))  # a validation pass of a second on 100 images
         return real_evaluate(model, split, *args)
 
-    monkeypatch.setattr(trainables.loop, "evaluate", slow_evaluate)
+    monkeypatch.setattr(hpsearch.trainables.loop, "evaluate", slow_evaluate)
     budget = 3.0
     result = train(task, config, data, device=CPU, budget_s=budget)
     report = result.history[-1]
@@ -181,7 +181,7 @@ def test_train_leaves_time_for_the_validation_pass_that_ends_a_budget_cut_report
 
 
 def test_a_fitted_horizon_ends_with_a_partial_report_only_where_it_trains_enough():
-    from trainables.loop import FIT_MARGIN, _reports_that_fit
+    from hpsearch.trainables.loop import FIT_MARGIN, _reports_that_fit
 
     # 100 s left, reports of 20 s training + 5 s validation: 3 whole ones (with the margin),
     # then 16 s, which after its validation pass trains 0.76 of a report.
@@ -364,7 +364,7 @@ def test_the_batch_loop_builds_no_tensor_from_python_data(monkeypatch, task_name
         )
 
     def count(n_train: int) -> int:
-        trainables.tasks._constants.cache_clear()
+        hpsearch.trainables.tasks._constants.cache_clear()
         built.clear()
         config = resolve_config(task, baseline(task), {"epochs": 1, "batch_size": 4, "augment": "none"})
         train(task, config, random_splits(task, n_train, 8), device=CPU)
@@ -380,11 +380,11 @@ def test_outputs_as_trained_scores_in_one_pass_what_evaluate_scores(monkeypatch)
     model = train(task, config, data, device=CPU).model
     loss, acc = evaluate(model, data.test, task)
     passes = []
-    original = trainables.loop.predict_proba
+    original = hpsearch.trainables.loop.predict_proba
     monkeypatch.setattr(
-        trainables.loop, "predict_proba", lambda *a, **k: passes.append(1) or original(*a, **k)
+        hpsearch.trainables.loop, "predict_proba", lambda *a, **k: passes.append(1) or original(*a, **k)
     )
-    probs, loss_once, acc_once = trainables.loop.outputs_as_trained(model, data.test, task)
+    probs, loss_once, acc_once = hpsearch.trainables.loop.outputs_as_trained(model, data.test, task)
     assert passes == [1]  # a retrain's test: one pass for the outputs, the loss and the accuracy
     assert (loss_once, acc_once) == pytest.approx((loss, acc))
     assert probs.shape == (len(data.test), task.num_classes)

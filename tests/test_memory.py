@@ -7,13 +7,13 @@ import torch
 from search_helpers import tiny_data, write_tiny_space
 from torch import nn
 
-import search.trainable as trainable
-from search.settings import SearchSettings
-from search.space import load_space
-from trainables.data.splits import Split, Splits
-from trainables.loop import build_task_model
-from trainables.memory import HEADROOM, MemoryEstimate, estimate_memory, fits
-from trainables.tasks import get_task
+import hpsearch.search.trainable as trainable
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import load_space
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import build_task_model
+from hpsearch.trainables.memory import HEADROOM, MemoryEstimate, estimate_memory, fits
+from hpsearch.trainables.tasks import get_task
 
 # 2 train images of 1x2x2, 1 val, 1 test: 4 uint8 images of 4 bytes, 4 int64 labels.
 DATA = Splits(
@@ -110,6 +110,6 @@ def test_trial_reports_its_estimate(monkeypatch, tmp_path):
 
 
 def task_config(task):
-    from trainables.config import resolve_config
+    from hpsearch.trainables.config import resolve_config
 
     return resolve_config(task, {})

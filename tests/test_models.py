@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from plumbing.errors import UsageError
-from trainables.models import MODELS, build_model, count_params, register_model
-from trainables.models.font_cnn import Resize
-from trainables.tasks import TASKS
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.models import MODELS, build_model, count_params, register_model
+from hpsearch.trainables.models.font_cnn import Resize
+from hpsearch.trainables.tasks import TASKS
 
 # The seed's font CNN, as its report gives it (seed-tasks.md section 1).
 FONT_SEED_PARAMS = 2_636_148

@@ -26,18 +26,18 @@ from PIL import Image
 from ray.tune import Checkpoint
 from search_helpers import tiny_data, write_tiny_space
 
-from plumbing.cli import run_main
-from plumbing.errors import UsageError
-from search import export, predict, trainable
-from search.exported import build_classifier, read_exported
-from search.run import parse_args, settings_from
-from search.space import load_space
-from search.summary import top_finished, trials_frame
-from search.tracking import MODEL_TAG, RANK_TAG, MlflowTracker, global_tracking_uri
-from search.trainable import EXAMPLE_FILE, INFO_FILE, MODEL_FILE, KeptCheckpoint, keep_checkpoints
-from search.tuner import SearchSettings, build_tuner
-from trainables.loop import TrainResult, evaluate, train
-from trainables.tasks import get_task
+from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search import export, predict, trainable
+from hpsearch.search.exported import build_classifier, read_exported
+from hpsearch.search.run import parse_args, settings_from
+from hpsearch.search.space import load_space
+from hpsearch.search.summary import top_finished, trials_frame
+from hpsearch.search.tracking import MODEL_TAG, RANK_TAG, MlflowTracker, global_tracking_uri
+from hpsearch.search.trainable import EXAMPLE_FILE, INFO_FILE, MODEL_FILE, KeptCheckpoint, keep_checkpoints
+from hpsearch.search.tuner import SearchSettings, build_tuner
+from hpsearch.trainables.loop import TrainResult, evaluate, train
+from hpsearch.trainables.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = get_task("mnist")
@@ -451,7 +451,7 @@ def test_a_model_that_fails_to_log_is_one_warning(small_search, monkeypatch, cap
 
     monkeypatch.setattr(mlflow.pytorch, "log_model", broken)
     models = [KeptCheckpoint("t_00000", 1, small_search.checkpoints["t_00000"])]
-    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hpsearch.search.tracking"):
         small_search.tracker.finish({"val_acc": 0.5}, [], models=models)
     assert [r.message for r in caplog.records] == [
         "MLflow: logging trial t_00000's model failed: RuntimeError: artifact store full"

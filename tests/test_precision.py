@@ -12,11 +12,11 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from trainables.config import resolve_config
-from trainables.data.splits import Split, Splits
-from trainables.loop import train
-from trainables.precision import BF16, FP16, FP32, Precision, choose_precision
-from trainables.tasks import TASKS
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.loop import train
+from hpsearch.trainables.precision import BF16, FP16, FP32, Precision, choose_precision
+from hpsearch.trainables.tasks import TASKS
 
 CUDA = torch.device("cuda")  # a device name only: nothing is allocated on it
 

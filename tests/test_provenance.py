@@ -16,18 +16,18 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from search import export, train
-from search.data import load_space_data
-from search.exported import ExportedConfig, read_exported
-from search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG, DIGEST_CHARS, DataIdentity
-from search.retrain import warn_if_other_data
-from search.space import load_space
-from search.tracking import MlflowTracker
-from search.tuner import SearchSettings
+from hpsearch.search import export, train
+from hpsearch.search.data import load_space_data
+from hpsearch.search.exported import ExportedConfig, read_exported
+from hpsearch.search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG, DIGEST_CHARS, DataIdentity
+from hpsearch.search.retrain import warn_if_other_data
+from hpsearch.search.space import load_space
+from hpsearch.search.tracking import MlflowTracker
+from hpsearch.search.tuner import SearchSettings
+from hpsearch.trainables.data.registry import prepare
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.tasks import VAL_SIZE
 from tests.fake_datasets import write_mnist
-from trainables.data.registry import prepare
-from trainables.data.splits import Split, Splits
-from trainables.tasks import VAL_SIZE
 
 SEARCH = "mnist-20261202-020000"
 SPACE = """

@@ -10,10 +10,10 @@ import pytest
 import ray.cloudpickle
 import torch
 
-from search.settings import SearchSettings
-from search.space import load_space
-from search.trainable import run_trial
-from search.tuner import build_tuner
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import load_space
+from hpsearch.search.trainable import run_trial
+from hpsearch.search.tuner import build_tuner
 from tests.search_helpers import TINY_SPACE, tiny_data
 
 ONE_POINT_SPACE = (

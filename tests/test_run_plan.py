@@ -14,11 +14,18 @@ import mlflow
 import pytest
 import torch
 
-import search.plan
-import search.run
-from search.plan import MAX_REPORT_SHARE, EpochTime, Plan, measure_epoch, plan_reports, wall_estimate_s
-from search.settings import SearchSettings
-from search.space import load_space
+import hpsearch.search.plan
+import hpsearch.search.run
+from hpsearch.search.plan import (
+    MAX_REPORT_SHARE,
+    EpochTime,
+    Plan,
+    measure_epoch,
+    plan_reports,
+    wall_estimate_s,
+)
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.space import load_space
 from tests.fake_datasets import write_mnist
 from tests.search_helpers import tiny_data, write_tiny_space
 
@@ -63,23 +70,23 @@ def test_quick_search_warns_before_it_starts_when_it_will_outrun_its_promise(
     tmp_path, capsys, monkeypatch, train_s, warned
 ):
     space = load_space(str(write_tiny_space(tmp_path)))
-    monkeypatch.setattr(search.run, "concurrent_slots", lambda settings: 2)  # as on 2 cores
+    monkeypatch.setattr(hpsearch.search.run, "concurrent_slots", lambda settings: 2)  # as on 2 cores
     settings = SearchSettings(trials=12, max_epochs=3, trial_budget_s=200)
     # 6 rounds of 3 reports: 30 s epochs -> 6 * 105 = 630 s (+40 s start); 60 s -> 6 * 195 = 1170 s.
     plan = Plan(EpochTime(train_s=train_s, val_s=5), reports_per_epoch=1, why="measured")
     data = tiny_data()
-    search.run.print_plan(space, settings, data, tmp_path, plan, quick=True, spent_s=40)
+    hpsearch.search.run.print_plan(space, settings, data, tmp_path, plan, quick=True, spent_s=40)
     err = capsys.readouterr().err
     assert ("warning: --quick promises about 15 min" in err) == warned, err
     # A search that is not --quick promised nothing.
-    search.run.print_plan(space, settings, data, tmp_path, plan, quick=False, spent_s=40)
+    hpsearch.search.run.print_plan(space, settings, data, tmp_path, plan, quick=False, spent_s=40)
     assert "warning" not in capsys.readouterr().err
 
 
 def test_measure_epoch_scales_a_few_batches_to_the_whole_split(tmp_path, monkeypatch):
     # A clock that the stand-in training and validation advance by a known cost per image.
     clock = [0.0]
-    monkeypatch.setattr(search.plan.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(hpsearch.search.plan.time, "perf_counter", lambda: clock[0])
 
     def fake_train(task, config, data, **kwargs):
         clock[0] += 0.5 + 0.01 * len(data.train) + 0.002 * len(data.val)  # set-up, training, validation
@@ -88,8 +95,8 @@ def test_measure_epoch_scales_a_few_batches_to_the_whole_split(tmp_path, monkeyp
     def fake_evaluate(model, split, task):
         clock[0] += 0.002 * len(split)
 
-    monkeypatch.setattr(search.plan, "train", fake_train)
-    monkeypatch.setattr(search.plan, "evaluate", fake_evaluate)
+    monkeypatch.setattr(hpsearch.search.plan, "train", fake_train)
+    monkeypatch.setattr(hpsearch.search.plan, "evaluate", fake_evaluate)
     space = load_space(write_tiny_space(tmp_path))  # baseline batch 32: a probe of 6 batches
     data = tiny_data()  # 1,000 train, 200 val
     epoch = measure_epoch(space, data, SearchSettings(), torch.device("cpu"))
@@ -170,8 +177,8 @@ def test_ctrl_c_before_any_trial_reports_exits_130_with_nothing_left_running(tmp
 
 
 def test_resume_refuses_an_option_that_differs_from_the_search(tmp_path):
-    from plumbing.errors import UsageError
-    from search.run import RECORD, main, parse_args, settings_from, write_record
+    from hpsearch.plumbing.errors import UsageError
+    from hpsearch.search.run import RECORD, main, parse_args, settings_from, write_record
 
     args = parse_args(run_cli(tmp_path, "--trials", "6", "--quick")[2:])
     folder = tmp_path / "results" / "stop"

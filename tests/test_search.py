@@ -24,14 +24,14 @@ from search_helpers import (
     write_tiny_space,
 )
 
-from plumbing.cli import run_main
-from search.run import main, parse_args, settings_from
-from search.searcher import STUDY_FILE
-from search.space import load_space
-from search.summary import top_finished, trials_frame
-from search.tuner import SearchSettings, build_tuner, restore_tuner
+from hpsearch.plumbing.cli import run_main
+from hpsearch.search.run import main, parse_args, settings_from
+from hpsearch.search.searcher import STUDY_FILE
+from hpsearch.search.space import load_space
+from hpsearch.search.summary import top_finished, trials_frame
+from hpsearch.search.tuner import SearchSettings, build_tuner, restore_tuner
+from hpsearch.trainables.fates import FINISHED_FATES
 from tests.fake_datasets import write_mnist
-from trainables.fates import FINISHED_FATES
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -17,12 +17,12 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from plumbing.errors import UsageError
-from search.searcher import make_searcher
-from search.settings import SearchSettings
-from search.simulate import best_so_far, simulate_optuna, simulate_ray
-from search.space import Space
-from search.stopping import MEASURING, OFF, PRUNING, RankCheckedASHA, make_scheduler
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.searcher import make_searcher
+from hpsearch.search.settings import SearchSettings
+from hpsearch.search.simulate import best_so_far, simulate_optuna, simulate_ray
+from hpsearch.search.space import Space
+from hpsearch.search.stopping import MEASURING, OFF, PRUNING, RankCheckedASHA, make_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_T = 9
@@ -178,7 +178,7 @@ def test_make_scheduler_says_its_rule_and_what_it_measured():
 
 
 def test_benchmark_without_the_data_fails_in_one_line(tmp_path):
-    from benchmarks.simulated_search import main
+    from hpsearch.benchmarks.simulated_search import main
 
     # run_main turns a UsageError into its message on one line and exit status 2
     with pytest.raises(UsageError, match="no LCBench surrogate") as e:
@@ -209,7 +209,7 @@ def test_benchmark_smoke_writes_a_table_and_the_rule(tmp_path):
     section = text.split("## Time to random search's final regret")[1].splitlines()
     random_row = next(line for line in section if line.startswith("| random, no stopping | "))
     assert 0 < float(random_row.split("|")[2]) <= 1  # random reaches its own end within the budget
-    runs = pd.read_csv(tmp_path / "smoke_runs.csv")
+    runs = pd.read_csv(tmp_path / "smoke_runs.csv.gz")
     assert len(runs) == 9 and set(runs["task"].astype(str)) == {"3945"}
     steps = json.loads(runs.loc[runs["method"] == "random, no stopping", "steps"].item())
     assert steps and [b for b, _ in steps] == sorted(b for b, _ in steps)  # budgets only grow
@@ -241,7 +241,7 @@ def test_the_benchmarks_log_ndtr_is_optunas_function_vectorised(monkeypatch):
     pytest.importorskip("scipy")
     from optuna.samplers._tpe import _truncnorm
 
-    from benchmarks.simulated_search import use_vectorised_log_ndtr
+    from hpsearch.benchmarks.simulated_search import use_vectorised_log_ndtr
 
     own = _truncnorm._log_ndtr
     monkeypatch.setattr(_truncnorm, "_log_ndtr", own)  # put back after the test

@@ -7,10 +7,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from plumbing.errors import UsageError
-from search.space import REQUIRED, load_space
-from trainables.config import defaults_for, resolve_config
-from trainables.tasks import TASKS
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.space import REQUIRED, load_space
+from hpsearch.trainables.config import defaults_for, resolve_config
+from hpsearch.trainables.tasks import TASKS
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
 SPACE_FILES = sorted(p for p in SPACES_DIR.glob("*.py") if not p.name.startswith("_"))

@@ -12,7 +12,10 @@ import pytest
 import torch
 from torchvision import datasets
 
-from plumbing.errors import UsageError
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data import torchvision_sets
+from hpsearch.trainables.data.registry import DATASETS
+from hpsearch.trainables.data.splits import Splits
 from tests.fake_datasets import (
     FakeData,
     cifar_md5_patch,
@@ -22,9 +25,6 @@ from tests.fake_datasets import (
     write_emnist,
     write_mnist,
 )
-from trainables.data import torchvision_sets
-from trainables.data.registry import DATASETS
-from trainables.data.splits import Splits
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
 

@@ -28,11 +28,11 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from search.space import load_space
-from search.summary import trials_frame
-from search.tracking import METRICS, MlflowTracker, code_version
-from search.tuner import SearchSettings, build_tuner
-from trainables.data.splits import Split, Splits
+from hpsearch.search.space import load_space
+from hpsearch.search.summary import trials_frame
+from hpsearch.search.tracking import METRICS, MlflowTracker, code_version
+from hpsearch.search.tuner import SearchSettings, build_tuner
+from hpsearch.trainables.data.splits import Split, Splits
 
 # Ray workers cannot import this test module: send its trial functions by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -337,7 +337,7 @@ def test_tracker_goes_on_without_a_server(space, tmp_path, caplog):
     tracker = tracker_for(space, SearchSettings(), tmp_path / "results" / "nowhere", tracking_uri=dead)
     trial = SimpleNamespace(trial_id="abc_00000", config={}, last_result={})
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hpsearch.search.tracking"):
         tracker.setup()
         tracker.on_trial_start(0, [], trial)
         tracker.on_trial_result(0, [], trial, {"epoch": 1, "val_acc": 0.5})
@@ -480,7 +480,7 @@ def _trial(trial_id: str) -> SimpleNamespace:
 def test_a_server_killed_and_restarted_mid_search_loses_nothing(
     space, empty_store, tmp_path, caplog, monkeypatch
 ):
-    monkeypatch.setattr("search.tracking.PROBE_EVERY_S", 0.0)  # ask at every call whether it is back
+    monkeypatch.setattr("hpsearch.search.tracking.PROBE_EVERY_S", 0.0)  # ask at every call whether it is back
     db, port, log_path = tmp_path / "mlflow.db", _free_port(), tmp_path / "server.log"
     shutil.copy(empty_store, db)
     url = f"http://127.0.0.1:{port}"
@@ -490,7 +490,7 @@ def test_a_server_killed_and_restarted_mid_search_loses_nothing(
     )
     a, b = _trial("a_00000"), _trial("b_00001")
     try:
-        with caplog.at_level(logging.WARNING, logger="search.tracking"):
+        with caplog.at_level(logging.WARNING, logger="hpsearch.search.tracking"):
             tracker.setup()
             tracker.on_trial_start(0, [], a)
             tracker.on_trial_result(0, [], a, {"epoch": 1, "val_acc": 0.1})
@@ -523,7 +523,8 @@ def test_a_server_killed_and_restarted_mid_search_loses_nothing(
         assert {r.info.status for r in runs.values()} == {"FINISHED"}
         (parent,) = search_runs(client, "restart")
         assert parent.info.status == "FINISHED" and parent.data.tags["hpsearch.best_trial"] == "b_00001"
-        messages = [r.message for r in caplog.records if r.name == "search.tracking"]  # not urllib3's
+        # (not urllib3's)
+        messages = [r.message for r in caplog.records if r.name == "hpsearch.search.tracking"]
         assert f"MLflow: the server at {url} stopped answering" in messages[0]
         assert any("answers again" in m and "logged the 3 calls it missed" in m for m in messages)
         assert not any("not logged" in m for m in messages)
@@ -546,7 +547,7 @@ def test_a_server_that_never_comes_back_is_named_with_what_was_not_logged(
         tracking_uri=f"http://127.0.0.1:{port}",
     )
     a = _trial("a_00000")
-    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hpsearch.search.tracking"):
         tracker.setup()
         tracker.on_trial_start(0, [], a)
         _kill(server)
@@ -557,7 +558,7 @@ def test_a_server_that_never_comes_back_is_named_with_what_was_not_logged(
         tracker.on_trial_complete(0, [], a)
         tracker.finish({"val_acc": 0.2}, [])
         assert time.monotonic() - started < 30  # not MLflow's minutes of retries per call
-    last = [r.message for r in caplog.records if r.name == "search.tracking"][-1]
+    last = [r.message for r in caplog.records if r.name == "hpsearch.search.tracking"][-1]
     assert "did not answer again: 5 calls not logged" in last
     assert (
         "(logging trial a_00000 epoch 1; logging trial a_00000 epoch 2; ending trial a_00000's run; "

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from search.space import load_space
+from hpsearch.search.space import load_space
+from hpsearch.trainables.config import resolve_config
+from hpsearch.trainables.data.splits import Splits, per_class_subset
+from hpsearch.trainables.loop import train
+from hpsearch.trainables.models import MODELS, build_model, count_params
+from hpsearch.trainables.tasks import TASKS, VAL_SIZE
 from tests.fake_datasets import write_mnist
-from trainables.config import resolve_config
-from trainables.data.splits import Splits, per_class_subset
-from trainables.loop import train
-from trainables.models import MODELS, build_model, count_params
-from trainables.tasks import TASKS, VAL_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

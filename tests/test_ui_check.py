@@ -5,9 +5,9 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from plumbing.ui import runs_url, ui_hint
-from reports import ui_check
-from search.provenance import experiment_id
+from hpsearch.plumbing.ui import runs_url, ui_hint
+from hpsearch.reports import ui_check
+from hpsearch.search.provenance import experiment_id
 
 
 def test_the_printed_address_is_the_runs_table_of_the_experiment():

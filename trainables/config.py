@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from plumbing.errors import UsageError
-from trainables.models import MODELS
-from trainables.tasks import Task
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.models import MODELS
+from hpsearch.trainables.tasks import Task
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "step", "cosine")

@@ -26,13 +26,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.augment import augment
-from trainables.compiled import compile_for_training, wants_compile
-from trainables.data.splits import Split, Splits
-from trainables.models import build_model, count_params
-from trainables.optim import Schedule, build_optimizer
-from trainables.precision import Precision, choose_precision
-from trainables.tasks import Task, normalise
+from hpsearch.trainables.augment import augment
+from hpsearch.trainables.compiled import compile_for_training, wants_compile
+from hpsearch.trainables.data.splits import Split, Splits
+from hpsearch.trainables.models import build_model, count_params
+from hpsearch.trainables.optim import Schedule, build_optimizer
+from hpsearch.trainables.precision import Precision, choose_precision
+from hpsearch.trainables.tasks import Task, normalise
 
 # Why a run ended; the search and the tracker read these names.
 COMPLETED, BUDGET, DIVERGED = "completed", "budget", "diverged"
@@ -445,6 +445,6 @@ def build_task_model(task: Task, config: dict[str, Any]) -> torch.nn.Module:
 
 
 def _model_knobs(task: Task, config: dict[str, Any]) -> dict[str, Any]:
-    from trainables.models import MODELS
+    from hpsearch.trainables.models import MODELS
 
     return {k: config[k] for k in MODELS[task.model].defaults if k in config}

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.data.splits import Splits
+from hpsearch.trainables.data.splits import Splits
 
 # Tensors of state per parameter tensor, by optimizer (torch.optim's own buffers).
 OPTIMIZER_STATE = {"adam": 2, "adamw": 2, "sgd": 1, "rmsprop": 2}

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from plumbing.errors import UsageError
-from trainables.data.splits import Split, Splits
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.splits import Split, Splits
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Task:
         **options: Any,
     ) -> Splits:
         """The task's data, from the cache (built on first use from ``data_dir``)."""
-        from trainables.data.registry import prepare
+        from hpsearch.trainables.data.registry import prepare
 
         splits = prepare(
             self.dataset,

@@ -14,8 +14,8 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from plumbing.errors import UsageError
-from trainables.data.torchvision_sets import _DOWNLOAD_ERRORS, DOWNLOAD_TIMEOUT_S
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.torchvision_sets import _DOWNLOAD_ERRORS, DOWNLOAD_TIMEOUT_S
 
 URL = "http://www.ee.surrey.ac.uk/CVSSP/demos/chars74k/EnglishFnt.tgz"  # the dataset page's link
 ARCHIVE = "EnglishFnt.tgz"

@@ -18,12 +18,12 @@ import json
 import time
 from pathlib import Path
 
-from plumbing.errors import UsageError
-from trainables.data.chars74k import find_or_fetch
-from trainables.data.font_folders import load_chars74k, load_imagefolder
-from trainables.data.font_render import SEED_SPLIT, generate
-from trainables.data.registry import register_dataset
-from trainables.data.splits import SPLIT_NAMES, Splits
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.chars74k import find_or_fetch
+from hpsearch.trainables.data.font_folders import load_chars74k, load_imagefolder
+from hpsearch.trainables.data.font_render import SEED_SPLIT, generate
+from hpsearch.trainables.data.registry import register_dataset
+from hpsearch.trainables.data.splits import SPLIT_NAMES, Splits
 
 # The seed's label table (its code, not its prose): digits, upper case without 'O' (too like
 # '0'), then 17 lower-case letters. The label of a character is its index here.

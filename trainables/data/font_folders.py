@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from plumbing.errors import UsageError
-from trainables.data.font_render import IMAGE_SIZE, assign_splits
-from trainables.data.splits import SPLIT_NAMES, Split, Splits
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.font_render import IMAGE_SIZE, assign_splits
+from hpsearch.trainables.data.splits import SPLIT_NAMES, Split, Splits
 
 # Chars74K numbers its 62 samples in this order: Sample001 = '0' ... Sample062 = 'z'.
 CHARS74K_ORDER = string.digits + string.ascii_uppercase + string.ascii_lowercase

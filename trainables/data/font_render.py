@@ -36,8 +36,8 @@ from fontTools import agl
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
-from plumbing.errors import UsageError
-from trainables.data.splits import SPLIT_NAMES, Split, Splits
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.splits import SPLIT_NAMES, Split, Splits
 
 IMAGE_SIZE = 90
 STYLES = ("normal", "bold", "italic", "bold-italic")

@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from plumbing.errors import UsageError
-from trainables.data.splits import Splits
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.splits import Splits
 
 DatasetLoader = Callable[..., Splits]
 DATASETS: dict[str, DatasetLoader] = {}
@@ -85,4 +85,4 @@ def describe(what: str, seed: int, options: dict) -> str:
 def _import_loaders() -> None:
     # The loader modules register themselves on import; importing them here (not at the top)
     # keeps `import trainables.data.registry` free of torchvision and PIL for the trainable.
-    from trainables.data import font, torchvision_sets  # noqa: F401
+    from hpsearch.trainables.data import font, torchvision_sets  # noqa: F401

@@ -21,9 +21,9 @@ import torch
 from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
-from plumbing.errors import UsageError
-from trainables.data.registry import register_dataset
-from trainables.data.splits import Split, Splits, stratified_holdout
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data.registry import register_dataset
+from hpsearch.trainables.data.splits import Split, Splits, stratified_holdout
 
 # torchvision's downloads use urllib with no timeout, so a dropped connection (a firewall that
 # swallows packets) would hang for minutes. The limit is per socket operation, not per file:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainables.models.registry import register_model
+from hpsearch.trainables.models.registry import register_model
 
 # Convs per stage; a 2x2 max-pool follows each stage and the width doubles.
 STAGE_LAYOUTS = {6: (2, 2, 2), 10: (2, 2, 3, 3)}

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plumbing.errors import UsageError
-from trainables.models.registry import register_model
+from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.models.registry import register_model
 
 MIN_IMAGE_SIZE = 32  # the network halves its input five times: below this nothing is left
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.models.registry import register_model
+from hpsearch.trainables.models.registry import register_model
 
 
 class MixedPool(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.models.registry import register_model
+from hpsearch.trainables.models.registry import register_model
 
 
 class RowLSTM(nn.Module):
