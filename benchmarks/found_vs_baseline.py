@@ -25,7 +25,6 @@ setting and code are the same. ``--smoke`` is a tiny run that the tests run so t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -42,7 +41,8 @@ import ray
 import torch
 
 from hpsearch.benchmarks.efficiency_report import mean_std
-from hpsearch.benchmarks.machine import commit, write_markdown
+from hpsearch.benchmarks.machine import write_markdown
+from hpsearch.benchmarks.resumable import ResumeStore, identity, needs_own_ray
 from hpsearch.benchmarks.search_efficiency import SEEDS, SMOKE_DIR, TASKS, WORKERS, Setting, start_ray
 from hpsearch.plumbing.cli import run_main
 from hpsearch.plumbing.errors import UsageError
@@ -82,6 +82,10 @@ class SeedResult:
     found_is_baseline: bool
     found: Trained
     baseline: Trained
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> SeedResult:
+        return cls(**{**saved, "found": Trained(**saved["found"]), "baseline": Trained(**saved["baseline"])})
 
 
 def load_data(name: str, space: Space, setting: Setting, data_dir: Path, cache_dir: Path) -> Splits:
@@ -164,38 +168,6 @@ def run_seed(
         found = pool.submit(retrain_for_wall, space.path, params, data, seed, setting.wall_s)
         baseline = pool.submit(retrain_for_wall, space.path, {}, data, seed, setting.wall_s)
         return SeedResult(seed, trials, search_val, params, is_baseline, found.result(), baseline.result())
-
-
-class DoneSeeds:
-    """Each finished seed on disk, so that a killed benchmark resumes where it was."""
-
-    def __init__(self, out: Path, identity: dict, resume: bool) -> None:
-        self.path = out.with_name(out.stem + "_done.json")
-        self.identity, self.seeds = identity, {}
-        if resume and self.path.exists():
-            saved = json.loads(self.path.read_text())
-            if saved["identity"] != identity:
-                raise UsageError(
-                    f"--resume: the seeds in {self.path} were made with another task, setting or code; "
-                    "run without --resume to start afresh"
-                )
-            self.seeds = {int(k): v for k, v in saved["seeds"].items()}
-
-    def get(self, seed: int) -> SeedResult | None:
-        saved = self.seeds.get(seed)
-        if saved is None:
-            return None
-        return SeedResult(
-            **{**saved, "found": Trained(**saved["found"]), "baseline": Trained(**saved["baseline"])}
-        )
-
-    def add(self, result: SeedResult) -> None:
-        self.seeds[result.seed] = asdict(result)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"identity": self.identity, "seeds": self.seeds}))
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def short_params(params: dict[str, Any]) -> str:
@@ -305,25 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     space = load_space(task.space)
     data = load_data(args.task, space, setting, args.data_dir, args.cache_dir)
-    own_ray = not ray.is_initialized()
-    if not own_ray and ray.cluster_resources().get("CPU") != WORKERS:
-        raise UsageError(
-            f"the running Ray has {ray.cluster_resources().get('CPU')} CPUs; this needs {WORKERS}"
-        )
-    identity = {
-        "task": args.task,
-        "setting": asdict(setting),
-        "commit": commit(),
-        "measurement_version": MEASUREMENT_VERSION,
-    }
-    done = DoneSeeds(out, identity, args.resume)
+    own = needs_own_ray(WORKERS)
+    done = ResumeStore(out, identity(args.task, setting, MEASUREMENT_VERSION), args.resume)
     results = []
     with tempfile.TemporaryDirectory(prefix="found-vs-baseline-") as tmp:
         for seed in seeds:
-            result, kept = done.get(seed), " (kept from the killed run)"
-            if result is None:
-                result, kept = run_seed(space, data, setting, seed, Path(tmp) / f"search-{seed}", own_ray), ""
-                done.add(result)
+            saved, kept = done.get(f"seed{seed}"), " (kept from the killed run)"
+            if saved is None:
+                result, kept = run_seed(space, data, setting, seed, Path(tmp) / f"search-{seed}", own), ""
+                done.add(f"seed{seed}", asdict(result))
+            else:
+                result = SeedResult.from_dict(saved)
             results.append(result)
             print(
                 f"seed {seed}: search best val_acc {result.search_val_acc:.4f} over {result.trials} trials; "

@@ -45,6 +45,8 @@ from ray import tune
 
 from hpsearch.benchmarks.epoch_time import synthetic
 from hpsearch.benchmarks.machine import write_markdown
+from hpsearch.benchmarks.options import parsed, report_parser
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.cli import run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search.cluster import quiet_libraries, start_ray
@@ -128,7 +130,7 @@ def logged_epochs(uri: str, search: str) -> list[int]:
     """Epochs logged per trial run of ``search``: the tracker swallows errors, so check it logged."""
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    query = f"tags.`hpsearch.role` = 'trial' AND tags.`hpsearch.search` = '{search}'"
+    query = f"tags.`{tag.ROLE}` = 'trial' AND tags.`{tag.SEARCH}` = '{search}'"
     runs = client.search_runs([experiment.experiment_id], query, max_results=10_000)
     return sorted(len(client.get_metric_history(r.info.run_id, "val_acc")) for r in runs)
 
@@ -470,18 +472,12 @@ def draw(runs: dict[str, Measured], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = report_parser(__doc__, OUT, SMOKE_OUT, "synthetic data, 2 trials of 2 epochs: a test")
     p.add_argument("--trials", type=int, help="no-op trials per run (default 16; --smoke: 2)")
     p.add_argument("--epochs", type=int, help="reports per trial (default 10; --smoke: 2)")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="holds MNIST/raw/ (only read)")
-    p.add_argument("--cache-dir", type=Path, help="prepared datasets (default ./data/cache)")
-    p.add_argument("--out", type=Path, help=f"the report (default {OUT}; --smoke: {SMOKE_OUT})")
-    p.add_argument("--smoke", action="store_true", help="synthetic data, 2 trials of 2 epochs: a test")
-    args = p.parse_args(argv)
+    args = parsed(p, argv)
     args.trials = args.trials if args.trials is not None else (2 if args.smoke else 16)
     args.epochs = args.epochs if args.epochs is not None else (2 if args.smoke else 10)
-    # A smoke run must never overwrite the measured report.
-    args.out = args.out or (SMOKE_OUT if args.smoke else OUT)
     if args.trials < 2 or args.epochs < 2:
         raise UsageError("--trials and --epochs must be at least 2 (costs are differences between them)")
     return args

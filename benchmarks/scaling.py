@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 
 from hpsearch.benchmarks.epoch_time import synthetic
 from hpsearch.benchmarks.machine import write_markdown
+from hpsearch.benchmarks.options import parsed, report_parser
 from hpsearch.benchmarks.overhead import SPACE, TrialClock, new_store, tracker_for
 from hpsearch.plumbing.cli import run_main
 from hpsearch.plumbing.errors import UsageError
@@ -203,16 +204,10 @@ def draw(cases: list[Case], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = report_parser(__doc__, OUT, SMOKE_OUT, "synthetic data, 2 trials per set-up: a test")
     p.add_argument("--trials", type=int, help="trials per set-up (default 16; --smoke: 2)")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="holds MNIST/raw/ (only read)")
-    p.add_argument("--cache-dir", type=Path, help="prepared datasets (default ./data/cache)")
-    p.add_argument("--out", type=Path, help=f"the report (default {OUT}; --smoke: {SMOKE_OUT})")
-    p.add_argument("--smoke", action="store_true", help="synthetic data, 2 trials per set-up: a test")
-    args = p.parse_args(argv)
+    args = parsed(p, argv)
     args.trials = args.trials if args.trials is not None else (2 if args.smoke else 16)
-    # A smoke run must never overwrite the measured report.
-    args.out = args.out or (SMOKE_OUT if args.smoke else OUT)
     if args.trials < 2:
         raise UsageError("--trials must be at least 2 (two workers need two trials)")
     return args

@@ -27,11 +27,9 @@ after a crash or a kill runs only what is missing, if the task, setting and code
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -52,13 +50,11 @@ from hpsearch.benchmarks.efficiency_report import (
     FAILED,
     START,
     Event,
-    read_events,
     tally,
-    write_events,
     write_report,
 )
-from hpsearch.benchmarks.machine import commit
 from hpsearch.benchmarks.plain_optuna import run_plain_optuna
+from hpsearch.benchmarks.resumable import ResumeStore, identity, needs_own_ray
 from hpsearch.plumbing.cli import run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search.cluster import quiet_libraries
@@ -392,44 +388,6 @@ OPTIONS = {
 }
 
 
-class DoneRuns:
-    """Each finished run on disk, so that a killed benchmark resumes where it was.
-
-    A saved run counts only for the same task, setting and code (commit and measurement version):
-    anything else would mix measurements of different things in one report.
-    """
-
-    def __init__(self, out: Path, identity: dict, resume: bool) -> None:
-        self.dir = out.with_name(out.stem + "_done")
-        self.identity = identity
-        saved = self.dir / "identity.json"
-        if resume and saved.exists():
-            if json.loads(saved.read_text()) != identity:
-                raise UsageError(
-                    f"--resume: the runs in {self.dir} were made with another task, setting or code; "
-                    "run without --resume to start afresh"
-                )
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(identity, indent=1) + "\n")
-
-    def _path(self, method: str, seed: int) -> Path:
-        return self.dir / f"{method}-seed{seed}.csv"
-
-    def get(self, method: str, seed: int) -> list[Event] | None:
-        path = self._path(method, seed)
-        return read_events(path).get((method, seed), []) if path.exists() else None
-
-    def add(self, method: str, seed: int, events: list[Event]) -> None:
-        tmp = self._path(method, seed).with_suffix(".tmp")
-        write_events(tmp, {(method, seed): events})
-        tmp.replace(self._path(method, seed))  # a kill mid-write leaves no half run
-
-    def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def run_method(
     method: str, space: Space, data: Splits, setting: Setting, seed: int, run_dir: Path, own_ray: bool
 ) -> list[Event]:
@@ -472,18 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's plain output, as search/run.py has it
     space = load_space(task.space)
     data = load_data(args.task, space, setting, args.data_dir, args.cache_dir)
-    own_ray = not ray.is_initialized()
-    if not own_ray and ray.cluster_resources().get("CPU") != WORKERS:
-        raise UsageError(
-            f"the running Ray has {ray.cluster_resources().get('CPU')} CPUs; this needs {WORKERS}"
-        )
-    identity = {
-        "task": args.task,
-        "setting": asdict(setting),
-        "commit": commit(),
-        "measurement_version": MEASUREMENT_VERSION,
-    }
-    done = DoneRuns(out, identity, args.resume)
+    own = needs_own_ray(WORKERS)
+    done = ResumeStore(out, identity(args.task, setting, MEASUREMENT_VERSION), args.resume)
 
     runs: dict[tuple[str, int], list[Event]] = {}
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as tmp:
@@ -491,15 +439,14 @@ def main(argv: list[str] | None = None) -> int:
             methods = list(LABELS)
             methods = methods[seed % 4 :] + methods[: seed % 4]  # spread any drift of the machine
             for method in methods:
-                events = done.get(method, seed)
-                if events is None:
-                    events = run_method(
-                        method, space, data, setting, seed, Path(tmp) / f"{method}-{seed}", own_ray
-                    )
-                    done.add(method, seed, events)
+                key = f"{method}-seed{seed}"
+                saved = done.get(key)
+                if saved is None:
+                    events = run_method(method, space, data, setting, seed, Path(tmp) / key, own)
+                    done.add(key, [asdict(e) for e in events])
                     kept = ""
                 else:
-                    kept = " (kept from the killed run)"
+                    events, kept = [Event(**e) for e in saved], " (kept from the killed run)"
                 runs[(method, seed)] = events
                 t = tally(events, setting.wall_s, task.target)
                 print(
@@ -512,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         out,
         title=f"Search efficiency on {args.task}: our search vs random search vs plain Optuna vs no search",
         command=command,
-        settings=settings_lines(args.task, setting, data, seeds, args.smoke, own_ray),
+        settings=settings_lines(args.task, setting, data, seeds, args.smoke, own),
         labels=LABELS,
         runs=runs,
         wall_s=setting.wall_s,

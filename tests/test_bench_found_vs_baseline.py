@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from hpsearch.benchmarks.found_vs_baseline import DoneSeeds, SeedResult, Trained, main, report_body
+from hpsearch.benchmarks.found_vs_baseline import SeedResult, Trained, main, report_body
 from hpsearch.benchmarks.search_efficiency import TASKS
 from hpsearch.plumbing.cli import run_main
-from hpsearch.plumbing.errors import UsageError
 from hpsearch.trainables.data.splits import Split, Splits
 
 
@@ -59,16 +56,6 @@ def test_report_counts_the_seeds_the_found_model_leads_and_names_its_config():
     )
 
 
-def test_done_seeds_round_trip_and_refuse_another_setting(tmp_path: Path):
-    out = tmp_path / "report.md"
-    identity = {"task": "font", "commit": "abc"}
-    DoneSeeds(out, identity, resume=False).add(_seed(3, 0.96, 0.93))
-    assert DoneSeeds(out, identity, resume=True).get(3) == _seed(3, 0.96, 0.93)
-    assert DoneSeeds(out, identity, resume=False).get(3) is None  # without --resume: afresh
-    with pytest.raises(UsageError, match="another task, setting or code"):
-        DoneSeeds(out, {**identity, "commit": "def"}, resume=True)
-
-
 def test_negative_seed_is_one_error_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: main(["--seeds", "-1"]))
@@ -88,4 +75,4 @@ def test_font_smoke_retrains_both_configs_and_scores_them_on_held_out_families(r
     for pair in cells[4:6]:  # found and baseline: val / test / epochs
         val, test, epochs = (float(x) for x in pair.split(" / "))
         assert 0 <= val <= 1 and 0 <= test <= 1 and epochs >= 1
-    assert not out.with_name("fvb_done.json").exists()  # the report holds every seed now
+    assert not out.with_name("fvb_done").exists()  # the report holds every seed now

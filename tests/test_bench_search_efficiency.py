@@ -20,9 +20,8 @@ from hpsearch.benchmarks.efficiency_report import (
     time_to_target,
     write_events,
 )
-from hpsearch.benchmarks.search_efficiency import LABELS, TASKS, DoneRuns, Setting, main, startup_line
+from hpsearch.benchmarks.search_efficiency import LABELS, TASKS, Setting, main, startup_line
 from hpsearch.plumbing.cli import run_main
-from hpsearch.plumbing.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -100,39 +99,6 @@ def test_search_efficiency_without_mnist_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: MNIST not found under") and "\n" not in err
     assert not (tmp_path / "r.md").exists()
-
-
-IDENTITY = {"task": "mnist", "setting": {"wall_s": 240}, "commit": "abc", "measurement_version": 1}
-
-
-def test_done_runs_are_kept_for_a_resume_of_the_same_run(tmp_path):
-    out = tmp_path / "report.md"
-    DoneRuns(out, IDENTITY, resume=False).add("ours", 3, EVENTS)
-    again = DoneRuns(out, IDENTITY, resume=True)
-    assert repr(sorted(again.get("ours", 3), key=lambda e: e.t_s)) == repr(EVENTS)
-    assert again.get("ours", 4) is None and again.get("random", 3) is None
-
-
-def test_done_runs_are_dropped_without_resume(tmp_path):
-    out = tmp_path / "report.md"
-    DoneRuns(out, IDENTITY, resume=False).add("ours", 3, EVENTS)
-    assert DoneRuns(out, IDENTITY, resume=False).get("ours", 3) is None
-
-
-def test_resume_refuses_runs_of_other_code_or_setting(tmp_path):
-    out = tmp_path / "report.md"
-    DoneRuns(out, IDENTITY, resume=False).add("ours", 3, EVENTS)
-    with pytest.raises(UsageError, match="--resume"):
-        DoneRuns(out, {**IDENTITY, "measurement_version": 2}, resume=True)
-    # The refusal leaves the saved runs for a resume with the right code.
-    assert DoneRuns(out, IDENTITY, resume=True).get("ours", 3) is not None
-
-
-def test_done_runs_clear_removes_the_directory(tmp_path):
-    done = DoneRuns(tmp_path / "report.md", IDENTITY, resume=False)
-    done.add("ours", 0, EVENTS)
-    done.clear()
-    assert not done.dir.exists()
 
 
 def test_startup_line_gives_the_fewest_trials_against_the_start_up():
