@@ -37,6 +37,7 @@ from mlflow.entities import Run
 from hpsearch.benchmarks.epoch_time import synthetic
 from hpsearch.benchmarks.machine import write_markdown
 from hpsearch.benchmarks.overhead import EXPERIMENT, SPACE, TrialClock, new_store, noop_trial, tracker_for
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.cli import ArgumentParser, run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search.cluster import quiet_libraries, start_ray
@@ -116,7 +117,7 @@ class Counted:
         return sum(run.info.status == status for run in self.trials)
 
     def fates(self) -> Counter:
-        return Counter(run.data.tags.get("hpsearch.fate", "none") for run in self.trials)
+        return Counter(run.data.tags.get(tag.FATE, "none") for run in self.trials)
 
 
 def all_runs(client: MlflowClient, experiment_id: str, query: str) -> list[Run]:
@@ -134,9 +135,9 @@ def count_runs(uri: str, epochs: int) -> Counted:
     started = time.monotonic()
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
-    search = f"tags.`hpsearch.search` = '{SEARCH}'"
-    searches = all_runs(client, experiment_id, f"{search} AND tags.`hpsearch.role` = 'search'")
-    trials = all_runs(client, experiment_id, f"{search} AND tags.`hpsearch.role` = 'trial'")
+    search = f"tags.`{tag.SEARCH}` = '{SEARCH}'"
+    searches = all_runs(client, experiment_id, f"{search} AND tags.`{tag.ROLE}` = 'search'")
+    trials = all_runs(client, experiment_id, f"{search} AND tags.`{tag.ROLE}` = 'trial'")
     complete = sum(has_every_epoch(client, run.info.run_id, epochs) for run in trials)
     return Counted(searches, trials, complete, time.monotonic() - started)
 

@@ -2,7 +2,7 @@
 
     python reports/leaderboard.py                          # the most recent search anywhere
     python reports/leaderboard.py --experiment font        # the most recent font search
-    python reports/leaderboard.py --experiment font --search font-20261123-120000 --top 20
+    python reports/leaderboard.py --experiment font --name font-20261123-120000 --top 20
 
 Trials are ranked by their best epoch's metric, and only among those trained to their own end
 (completed or out of budget); ASHA-pruned trials are listed apart. The best is compared with the
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.cli import ArgumentParser, run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.plumbing.servers import redact
@@ -63,7 +64,7 @@ def write_report(
     if experiment is None or search is None:
         experiment, search = latest_search(client, experiment, search)
     runs = load_search(client, experiment, search)
-    importances = param_importances(runs.parent.data.tags.get("hpsearch.study"), search)
+    importances = param_importances(runs.parent.data.tags.get(tag.STUDY), search)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ def _facts(runs: SearchRuns, importances: Importances, tracking_uri: str) -> lis
         ran += f", {(last_end - runs.started).total_seconds() / 60:.1f} min to its last trial's end"
     footing = _footing(runs.parent.data.params)
     return [
-        ("search", f"{runs.search} (task {tags.get('hpsearch.task', '?')}, experiment {runs.experiment})"),
+        ("search", f"{runs.search} (task {tags.get(tag.TASK, '?')}, experiment {runs.experiment})"),
         ("tracking store", redact(tracking_uri)),
         ("report made", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("search ran", ran),
@@ -102,12 +103,12 @@ def _facts(runs: SearchRuns, importances: Importances, tracking_uri: str) -> lis
         ),
         ("trials", f"{len(runs.trials)}" + (f" ({fates})" if fates else "")),
         ("at chance", _chance_line(runs)),
-        ("early stopping", tags.get("hpsearch.stopping_rule", "not recorded")),
+        ("early stopping", tags.get(tag.STOPPING_RULE, "not recorded")),
         ("first rung vs the end", rung_line(runs)),
         ("best", _best_line(runs, footing)),
         ("parameter importance", _importance_line(importances)),
-        ("search command", tags.get("hpsearch.command", "unknown")),
-        ("code version", tags.get("hpsearch.code_version", "unknown")),
+        ("search command", tags.get(tag.COMMAND, "unknown")),
+        ("code version", tags.get(tag.CODE_VERSION, "unknown")),
     ]
 
 
@@ -149,7 +150,7 @@ def _best_line(runs: SearchRuns, footing: str | None) -> str:
 def _chance_line(runs: SearchRuns) -> str:
     chance = runs.chance
     if chance is None:
-        task = runs.parent.data.tags.get("hpsearch.task", "?")
+        task = runs.parent.data.tags.get(tag.TASK, "?")
         return f"not judged ({runs.metric} of task {task}: not an accuracy of a registered task)"
     finished = runs.finished()
     n = int(runs.at_chance(finished).sum())

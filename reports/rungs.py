@@ -10,11 +10,10 @@ task to choose the spaces' grace periods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from dataclasses import dataclass
 
-import pandas as pd
-
+from hpsearch.plumbing.ranks import rank_correlation
 from hpsearch.reports.runs import SearchRuns
 
 MIN_TRIALS = 3  # fewer pairs than this have no meaningful rank correlation
@@ -40,13 +39,7 @@ def first_rung_against_last(runs: SearchRuns) -> RungCheck:
     if len(at_rung) < MIN_TRIALS:
         return RungCheck(rung, len(at_rung), None)
     rho = rank_correlation(at_rung, at_end)
-    return RungCheck(rung, len(at_rung), None if pd.isna(rho) else rho)
-
-
-def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rho: the correlation of the ranks (ties share their mean rank); NaN if all tie.
-    The search's scheduler measures its rungs with it too (search/stopping.py)."""
-    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
+    return RungCheck(rung, len(at_rung), None if math.isnan(rho) else rho)
 
 
 def rung_line(runs: SearchRuns) -> str:

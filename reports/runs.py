@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.plumbing.servers import reachable, redact, tracking_server
 from hpsearch.reports.chance import chance_ceiling, chance_level
@@ -69,7 +70,7 @@ class SearchRuns:
         """The metric's chance level: 1/classes for an accuracy of a registered task, else None."""
         if self.mode != "max" or not self.metric.endswith("acc"):
             return None
-        return chance_level(self.parent.data.tags.get("hpsearch.task"))
+        return chance_level(self.parent.data.tags.get(tag.TASK))
 
     def at_chance(self, frame: pd.DataFrame) -> pd.Series:
         """Which of `frame`'s trials trained to their own end and scored no better than chance."""
@@ -88,7 +89,13 @@ class SearchRuns:
 def add_search_arguments(parser: argparse.ArgumentParser, default_out: Path) -> None:
     """The options that pick a search in a tracking store, and an output folder named after it."""
     parser.add_argument("--experiment", help="MLflow experiment (default: that of the most recent search)")
-    parser.add_argument("--search", help="the search's name (default: the experiment's most recent search)")
+    parser.add_argument(
+        "--name",
+        dest="search",
+        metavar="NAME",
+        help="the search's name (default: the experiment's most recent search)",
+    )
+    parser.add_argument("--search", dest="search", help=argparse.SUPPRESS)  # the old spelling, kept
     parser.add_argument("--out", type=Path, help=f"output folder (default {default_out}/<search>)")
     parser.add_argument(
         "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
@@ -115,9 +122,9 @@ def latest_search(client: MlflowClient, experiment: str | None, search: str | No
         experiment_ids = [e.experiment_id for e in _all_experiments(client)]
     else:
         experiment_ids = [_experiment(client, experiment).experiment_id]
-    query = "tags.`hpsearch.role` = 'search'"
+    query = f"tags.`{tag.ROLE}` = 'search'"
     if search is not None:
-        query += f" AND tags.`hpsearch.search` = {_quote(search)}"
+        query += f" AND tags.`{tag.SEARCH}` = {_quote(search)}"
     runs = (
         client.search_runs(experiment_ids, query, max_results=1, order_by=["attributes.start_time DESC"])
         if experiment_ids
@@ -128,7 +135,7 @@ def latest_search(client: MlflowClient, experiment: str | None, search: str | No
         where = f"experiment {experiment!r}" if experiment else "any experiment"
         raise UsageError(f"no {what} in {where} of the tracking store {client.tracking_uri}")
     run = runs[0]
-    return client.get_experiment(run.info.experiment_id).name, run.data.tags["hpsearch.search"]
+    return client.get_experiment(run.info.experiment_id).name, run.data.tags[tag.SEARCH]
 
 
 def load_search(client: MlflowClient, experiment: str, search: str) -> SearchRuns:
@@ -137,22 +144,22 @@ def load_search(client: MlflowClient, experiment: str, search: str) -> SearchRun
     name = _quote(search)
     parents = client.search_runs(
         [exp.experiment_id],
-        f"tags.`hpsearch.role` = 'search' AND tags.`hpsearch.search` = {name}",
+        f"tags.`{tag.ROLE}` = 'search' AND tags.`{tag.SEARCH}` = {name}",
         order_by=["attributes.start_time DESC"],
     )
     if not parents:
-        known = sorted({r.data.tags.get("hpsearch.search", "?") for r in _all_runs(client, exp, "search")})
+        known = sorted({r.data.tags.get(tag.SEARCH, "?") for r in _all_runs(client, exp, "search")})
         hint = f"; searches there: {', '.join(known)}" if known else "; it has no searches"
         raise UsageError(f"no search {search!r} in experiment {experiment!r}{hint}")
     parent = parents[0]  # a resumed search may have several parent runs: the latest holds the tags
-    metric = parent.data.tags.get("hpsearch.metric", "val_acc")
-    mode = parent.data.tags.get("hpsearch.mode", "max")
+    metric = parent.data.tags.get(tag.METRIC, "val_acc")
+    mode = parent.data.tags.get(tag.MODE, "max")
 
     # Trials by their parent run, not by name: two searches given the same --name (in two
     # results folders, or one after the other in a folder deleted between them) are two
     # searches. One search's parents (a resumed one has several) share its id, and before
     # searches had ids, their Optuna study file.
-    key = "hpsearch.search_id" if "hpsearch.search_id" in parent.data.tags else "hpsearch.study"
+    key = tag.SEARCH_ID if tag.SEARCH_ID in parent.data.tags else tag.STUDY
     mine = parent.data.tags.get(key)
     own = [p for p in parents if mine and p.data.tags.get(key) == mine] or [parent]
     runs = [
@@ -173,11 +180,11 @@ def load_search(client: MlflowClient, experiment: str, search: str) -> SearchRun
 def _trial_row(run: Run, history: pd.Series, mode: str) -> dict[str, Any]:
     tags, metrics = run.data.tags, run.data.metrics
     row: dict[str, Any] = {
-        "trial_id": tags.get("hpsearch.trial_id") or run.info.run_name,
+        "trial_id": tags.get(tag.TRIAL_ID) or run.info.run_name,
         "run_id": run.info.run_id,
-        "fate": tags.get("hpsearch.fate", "running"),
-        "baseline": tags.get("hpsearch.baseline") == "true",
-        "error": tags.get("hpsearch.error", ""),
+        "fate": tags.get(tag.FATE, "running"),
+        "baseline": tags.get(tag.BASELINE) == "true",
+        "error": tags.get(tag.ERROR, ""),
         "start": _time(run.info.start_time),
         "end": _time(run.info.end_time),
         "best": math.nan,
@@ -216,7 +223,7 @@ def _latest_per_trial(runs: list[Run]) -> list[Run]:
     # A trial restarted on --resume logs a second run under the same trial id: the later one counts.
     latest: dict[str, Run] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
-        latest[run.data.tags.get("hpsearch.trial_id") or run.info.run_id] = run
+        latest[run.data.tags.get(tag.TRIAL_ID) or run.info.run_id] = run
     return list(latest.values())
 
 
@@ -226,7 +233,7 @@ def _all_runs(client: MlflowClient, exp, role: str, extra: str = "") -> list[Run
     while True:
         page = client.search_runs(
             [exp.experiment_id],
-            f"tags.`hpsearch.role` = '{role}'{extra}",
+            f"tags.`{tag.ROLE}` = '{role}'{extra}",
             run_view_type=ViewType.ACTIVE_ONLY,
             max_results=_PAGE,
             page_token=token,

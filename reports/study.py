@@ -17,6 +17,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from hpsearch.plumbing import tags as tag
+
 # A forest fitted to fewer points than this explains noise, not the search space.
 MIN_COMPLETED_TRIALS = 4
 # How the report names the trials left out, by their Optuna state.
@@ -52,7 +54,7 @@ class Importances:
 def param_importances(study_path: str | None, study_name: str, seed: int = 0) -> Importances:
     """fANOVA importances over the study's COMPLETE trials only; a note instead when there are too few."""
     if not study_path:
-        return Importances({}, "", 0, "no Optuna study recorded for this search (tag hpsearch.study)")
+        return Importances({}, "", 0, f"no Optuna study recorded for this search (tag {tag.STUDY})")
     path = Path(study_path)
     if not path.is_file():
         # Checked first: JournalFileBackend would create an empty journal at a missing path.

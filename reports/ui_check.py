@@ -5,7 +5,7 @@ the URI names), opens the address the search prints (plumbing/ui.py) in headless
 checks the rendered page: the "Training runs" table with the search's run in it. It saves a
 screenshot of what a user would see.
 
-    python reports/ui_check.py --tracking-uri sqlite:///mlflow.db [--experiment font] [--search NAME]
+    python reports/ui_check.py --tracking-uri sqlite:///mlflow.db [--experiment font] [--name NAME]
 
 Needs Chromium (Debian: ``apt install chromium``). Exit 0 when the runs table shows the search,
 1 when it does not, 2 on a usage error.
@@ -91,9 +91,17 @@ def shows_runs(dom: str, search: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(__doc__)
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own)")
-    p.add_argument("--experiment", help="the experiment (default: the latest search's)")
-    p.add_argument("--search", help="the search's name (default: the latest)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's own)"
+    )
+    p.add_argument("--experiment", help="MLflow experiment (default: that of the most recent search)")
+    p.add_argument(
+        "--name",
+        dest="search",
+        metavar="NAME",
+        help="the search's name (default: the experiment's most recent search)",
+    )
+    p.add_argument("--search", dest="search", help=argparse.SUPPRESS)  # the old spelling, kept
     p.add_argument(
         "--screenshot", type=Path, default=Path("ui.png"), help="where to save it (default ui.png)"
     )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
+import sys
 import tempfile
+import time
 
 import ray
 import torch
+from ray.autoscaler.sdk import request_resources
 
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search.settings import SearchSettings
@@ -31,9 +35,9 @@ def quiet_libraries() -> None:
 
 def start_ray(gpus: float | None, address: str | None) -> None:
     """Quiet Ray: no dashboard, worker output kept in log files, a short temp dir. ``gpus`` None
-    (with ``address``): whatever the cluster has."""
+    (with ``address``): whatever the cluster has. Whether the cluster holds the search is
+    ``check_cluster``'s to say (a joined one may still be adding its GPU nodes)."""
     if ray.is_initialized():  # a caller (a test, a notebook) already chose the cluster
-        _check_gpus(gpus)
         return
     # Ray's sockets live in its temp dir, and Unix socket paths must stay short.
     os.environ.setdefault("RAY_TMPDIR", os.path.join(tempfile.gettempdir(), "ray"))
@@ -60,17 +64,71 @@ def start_ray(gpus: float | None, address: str | None) -> None:
         # Ray 2.60 cannot be bound to loopback (it turns 127.0.0.1 into the node's address), but it
         # requires a token of every client by default, which a local search keeps.
         ray.init(address="local", num_gpus=int(gpus), **quiet)
-    _check_gpus(gpus)
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Each live node's resources: what the cluster holds now (an autoscaler adds nodes later)."""
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 
 
 def cluster_gpus() -> float:
-    return float(ray.cluster_resources().get("GPU", 0))
+    return float(sum(node.get("GPU", 0) for node in node_resources()))
+
+
+def check_cluster(
+    settings: SearchSettings,
+    gpus: float | None,
+    wait_s: float = 0.0,
+    *,
+    poll_s: float = 1.0,
+    progress_s: float = 10.0,
+) -> None:
+    """Refuse, in one line, a search the cluster cannot hold: fewer GPUs than ``gpus``, or no node
+    that holds one trial. With ``wait_s``, first wait up to that long for the GPU nodes (asking
+    Ray's autoscaler for them; a cluster without one must get them some other way), saying every
+    ``progress_s`` how it stands; the refusal, if they never come, is the same line."""
+    started = said = time.monotonic()
+    asked = False
+    try:
+        while True:
+            try:
+                _check_gpus(gpus)
+                check_trials_fit(settings)
+                return
+            except UsageError:
+                waited = time.monotonic() - started
+                if waited >= wait_s:
+                    raise
+            if not asked:
+                # An autoscaler adds nodes for work that waits for them; none waits yet.
+                request_resources(bundles=_trial_bundles(settings, gpus or 0.0))
+                asked = True
+            if time.monotonic() - said >= progress_s:
+                said = time.monotonic()
+                print(
+                    f"waiting for GPUs ({waited:.0f} of {wait_s:.0f} s): the cluster has {cluster_gpus():g} "
+                    f"on {len(node_resources())} node(s); the search asks for {gpus or 0:g}, "
+                    f"{settings.gpus_per_trial:g} on one node for a trial",
+                    file=sys.stderr,
+                )
+            time.sleep(max(0.0, min(poll_s, wait_s - waited)))
+    finally:
+        if asked:
+            request_resources(bundles=[])  # the request stands until replaced: the trials ask now
+
+
+def _trial_bundles(settings: SearchSettings, gpus: float) -> list[dict[str, float]]:
+    # As many trials' shapes as the GPUs asked for hold, so the nodes added fit trials.
+    if settings.gpus_per_trial > 0:
+        trial = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
+        return [trial] * max(1, math.floor(gpus / settings.gpus_per_trial))
+    return [{"GPU": 1.0}] * math.ceil(gpus)
 
 
 def check_trials_fit(settings: SearchSettings) -> None:
     """A trial that no node can hold would wait forever: refuse it now, in one line."""
     need = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    nodes = node_resources()
     if any(all(node.get(k, 0) >= v for k, v in need.items() if v > 0) for node in nodes):
         return
     largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
@@ -95,6 +153,6 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def _check_gpus(gpus: float | None) -> None:
-    have = ray.cluster_resources().get("GPU", 0)
+    have = cluster_gpus()
     if gpus is not None and gpus > have:
         raise UsageError(f"--gpus {gpus:g} but the Ray cluster has {have:g} GPU(s)")

@@ -14,22 +14,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 import torch
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from torch.nn import functional as F
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.cli import ArgumentParser, run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search.exported import ExportedConfig, read_exported
+from hpsearch.search.mlflow_buffer import BufferedMlflow
 from hpsearch.search.provenance import DataIdentity, code_version, experiment_id
 from hpsearch.search.retrain import Retrained, load_export_data, retrain, warn_if_other_data
 from hpsearch.search.train import epoch_printer
 from hpsearch.trainables.loop import pick_device
+
+log = logging.getLogger(__name__)
 
 
 def config_files(paths: list[Path]) -> list[Path]:
@@ -60,37 +64,35 @@ def ensemble_accuracy(probs: list[torch.Tensor], labels: torch.Tensor) -> tuple[
 
 
 def log_ensemble(
-    members: list[Retrained], test_loss: float, test_acc: float, tracking_uri: str | None
+    members: list[Retrained], test_loss: float, test_acc: float, mlflow: BufferedMlflow
 ) -> str | None:
-    """An MLflow run tagged ``hpsearch.role=ensemble``: its members' runs and test accuracies."""
+    """An MLflow run tagged ``hpsearch.role=ensemble``: its members' runs and test accuracies.
+    Its id, or None if it could not be logged (a one-line warning says why)."""
     first = members[0].exported
-    try:
-        client = MlflowClient(tracking_uri or None)
-        experiment = first.experiment or first.task
-        found_id = experiment_id(client, experiment)
-        tags = {
-            "hpsearch.role": "ensemble",
-            "hpsearch.task": first.task,
-            "hpsearch.search": ",".join(sorted({m.exported.search for m in members})),
-            "hpsearch.members": ",".join(m.run_id or "" for m in members),
-            "hpsearch.code_version": code_version(),
-        }
-        searches = {m.exported.search_run_id for m in members}
-        if len(searches) == 1 and "" not in searches:  # one search: show it under that search's run
-            tags["mlflow.parentRunId"] = searches.pop()
+    tags = {
+        tag.ROLE: "ensemble",
+        tag.TASK: first.task,
+        tag.SEARCH: ",".join(sorted({m.exported.search for m in members})),
+        tag.MEMBERS: ",".join(m.run_id or "" for m in members),
+        tag.CODE_VERSION: code_version(),
+    }
+    searches = {m.exported.search_run_id for m in members}
+    if len(searches) == 1 and "" not in searches:  # one search: show it under that search's run
+        tags["mlflow.parentRunId"] = searches.pop()
+    now = int(time.time() * 1000)
+    metrics = [Metric("test_acc", test_acc, now, 0), Metric("test_loss", test_loss, now, 0)]
+    metrics += [Metric(f"member{i}_test_acc", m.test_acc, now, 0) for i, m in enumerate(members, 1)]
+    params = [Param(f"member{i}", m.exported.name) for i, m in enumerate(members, 1)]
+
+    def create() -> str:
+        client = mlflow.client
+        found_id = experiment_id(client, first.experiment or first.task)
         run_id = client.create_run(found_id, tags=tags, run_name=f"ensemble-{len(members)}").info.run_id
-        now = int(time.time() * 1000)
-        metrics = [Metric("test_acc", test_acc, now, 0), Metric("test_loss", test_loss, now, 0)]
-        metrics += [Metric(f"member{i}_test_acc", m.test_acc, now, 0) for i, m in enumerate(members, 1)]
-        params = [Param(f"member{i}", m.exported.name) for i, m in enumerate(members, 1)]
-        client.log_batch(
-            run_id, metrics=metrics, params=params, tags=[RunTag("hpsearch.size", str(len(members)))]
-        )
+        client.log_batch(run_id, metrics=metrics, params=params, tags=[RunTag(tag.SIZE, str(len(members)))])
         client.set_terminated(run_id)
         return run_id
-    except Exception as e:
-        print(f"warning: MLflow: logging the ensemble failed ({type(e).__name__}: {e})", file=sys.stderr)
-        return None
+
+    return mlflow.call("logging the ensemble", create)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -150,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     identity = DataIdentity.of(data)
     data = data.to(device)
-    tracking_uri = args.tracking_uri  # never an export's own: a shared file must not send runs
+    # One client for every member's run and the ensemble's: a server down during one member's
+    # training gets what it missed during the next. Never an export's own URI: a shared file
+    # must not send runs.
+    mlflow = None if args.no_mlflow else BufferedMlflow(args.tracking_uri, log=log, work="the ensemble")
     members = []
     for i, exported in enumerate(exports, 1):
         _, config = exported.resolved()
@@ -163,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=config["seed"],
             budget_s=args.budget or exported.budget_s,
             train_on_val=args.train_on_val,
-            tracking_uri=tracking_uri,
-            track=not args.no_mlflow,
+            track=mlflow is not None,
+            mlflow=mlflow,
             on_epoch=epoch_printer(config["epochs"]),
             data_identity=identity,
         )
@@ -172,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         members.append(member)
 
     test_loss, test_acc = ensemble_accuracy([m.test_probs for m in members], data.test.y)
-    run_id = None if args.no_mlflow else log_ensemble(members, test_loss, test_acc, tracking_uri)
+    run_id = None
+    if mlflow is not None:
+        mlflow.probe_now()  # the last chance to log what a server that went down missed
+        run_id = log_ensemble(members, test_loss, test_acc, mlflow)
+        mlflow.report_missed()
     best_member = max(m.test_acc for m in members)
     print("", file=sys.stderr)
     for i, m in enumerate(members, 1):

@@ -2,7 +2,7 @@
 
     python search/export.py                                  # the latest search's best, anywhere
     python search/export.py --experiment font --top 3        # the 3 best of the latest font search
-    python search/export.py --experiment font --search font-20261123-120000 --out exports/font
+    python search/export.py --experiment font --name font-20261123-120000 --out exports/font
 
 Ranks as the leaderboard does: by the best epoch's metric, among trials trained to their own
 end (ASHA-pruned ones are not candidates). Writes best.yaml (rank 1), rank2.yaml, ... with
@@ -34,11 +34,11 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.cli import ArgumentParser, run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.reports.runs import SearchRuns, add_search_arguments, latest_search, load_search, open_client
 from hpsearch.search.exported import ExportedConfig, write_exported
-from hpsearch.search.provenance import DATA_DIGEST_TAG, DATA_SOURCE_TAG
 from hpsearch.search.tracking import MODEL_TAG, global_tracking_uri
 from hpsearch.search.trainable import INFO_FILE, MODEL_FILE
 from hpsearch.trainables.fates import is_number
@@ -78,12 +78,13 @@ def export_search(
             config["epochs"] = int(horizon) if float(horizon).is_integer() else float(horizon)
         kept = _fetch_weights(client, run.data.tags.get(MODEL_TAG), out_dir / file_name(rank, ".pt"))
         exported = ExportedConfig(
-            task=runs.parent.data.tags.get("hpsearch.task", experiment),
+            task=runs.parent.data.tags.get(tag.TASK, experiment),
             config=config,
             space=params.get("space", ""),
             quick=params.get("quick") == "True",
             budget_s=float(params.get("trial_budget_s", 600.0)),
             metric=runs.metric,
+            mode=runs.mode,
             value=float(row["best"]),
             best_epoch=int(row["best_epoch"]),
             rank=rank,
@@ -95,9 +96,9 @@ def export_search(
             run_id=row["run_id"],
             trial_id=row["trial_id"],
             tracking_uri=client.tracking_uri,
-            code_version=runs.parent.data.tags.get("hpsearch.code_version", "unknown"),
-            data_digest=runs.parent.data.tags.get(DATA_DIGEST_TAG, ""),
-            data_source=runs.parent.data.tags.get(DATA_SOURCE_TAG, ""),
+            code_version=runs.parent.data.tags.get(tag.CODE_VERSION, "unknown"),
+            data_digest=runs.parent.data.tags.get(tag.DATA_DIGEST, ""),
+            data_source=runs.parent.data.tags.get(tag.DATA_SOURCE, ""),
             weights=file_name(rank, ".pt") if kept else "",
             classes=list(kept.get("classes", [])) if kept else [],
         )

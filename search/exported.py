@@ -4,7 +4,8 @@
     space: spaces/font.py           # the space file of the search (its data options, its budget)
     quick: true                     # the search ran on the space's quick data
     budget_s: 150.0                 # the search's per-trial training budget
-    metric: val_acc                 # what the search ranked by, and the value this config reached
+    metric: val_acc                 # what the search ranked by (max or min), the value this config reached
+    mode: max
     value: 0.9255
     best_epoch: 3
     rank: 1                         # its place among the search's finished trials
@@ -57,6 +58,7 @@ class ExportedConfig:
     quick: bool = False
     budget_s: float = 600.0
     metric: str = "val_acc"
+    mode: str = "max"  # the metric's better direction: a retrain keeps the epoch best by it
     value: float | None = None
     best_epoch: int | None = None
     rank: int | None = None

@@ -16,22 +16,37 @@ from hpsearch.search.space import load_space
 
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(__doc__)
-    p.add_argument("--space", required=True, help="space file, e.g. spaces/font.py")
     p.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="dataset root and cache (default ./data)"
+        "--space", required=True, help="a space file, or a built-in space's name (e.g. font, mnist)"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="where datasets are read, never written (default ./data)",
     )
     p.add_argument(
         "--cache-dir",
         type=Path,
-        help="where prepared datasets are kept (default ./data/cache; the data dir is only read)",
+        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
     )
     p.add_argument("--quick", action="store_true", help="also prepare the space's --quick data")
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+    p.add_argument(
+        "--allow-small-split",
+        action="store_true",
+        help="font data: accept a val or test split of fewer than 5 font families (refused by default)",
+    )
     args = p.parse_args(argv)
     space = load_space(args.space)
     start = time.perf_counter()
     data = load_space_data(
-        space, args.data_dir, cache_dir=args.cache_dir, quick=args.quick, download=not args.offline
+        space,
+        args.data_dir,
+        cache_dir=args.cache_dir,
+        quick=args.quick,
+        download=not args.offline,
+        allow_small_split=args.allow_small_split,
     )
     print(
         f"{space.task.name}: {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test "

@@ -13,6 +13,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 import hpsearch.plumbing.servers  # noqa: F401  (MLflow's retry defaults, before any client here is made)
+from hpsearch.plumbing import tags as tag
 from hpsearch.trainables.data.splits import Splits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ def code_version(repo: Path = REPO) -> str:
     return f"{sha}-dirty" if diff.returncode == 1 else sha
 
 
-DATA_DIGEST_TAG, DATA_SOURCE_TAG = "hpsearch.data_digest", "hpsearch.data_source"
+DATA_DIGEST_TAG, DATA_SOURCE_TAG = tag.DATA_DIGEST, tag.DATA_SOURCE
 # A data digest is this many hex digits of Splits.digest() (64 bits: no two datasets a team
 # compares will share one), short enough for MLflow's dataset digest field (36 characters).
 DIGEST_CHARS = 16

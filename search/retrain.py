@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 import yaml
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.errors import UsageError
-from hpsearch.plumbing.servers import reachable, tracking_server
 from hpsearch.search.data import load_space_data
 from hpsearch.search.exported import ExportedConfig
+from hpsearch.search.mlflow_buffer import BufferedMlflow
 from hpsearch.search.provenance import DataIdentity, code_version, experiment_id
 from hpsearch.trainables.data.splits import Split, Splits
 from hpsearch.trainables.fates import DIVERGED
@@ -89,12 +89,18 @@ def with_val_in_train(data: Splits) -> Splits:
 
 class FinalRunLog:
     """One MLflow run tagged ``hpsearch.role=final`` (docs/tracking-schema.md), written as training
-    goes, so a retrain that dies still leaves its run. Logging never stops the training: a failure
-    is a one-line warning and the rest of the run goes unlogged."""
+    goes, so a retrain that dies still leaves its run. Logging never stops the training: every
+    call goes through ``mlflow`` (search/mlflow_buffer.py), a failure is a one-line warning, and
+    a server that stops answering mid-training gets what it missed once it answers again.
 
-    def __init__(self, tracking_uri: str | None) -> None:
-        self.tracking_uri = tracking_uri or None
-        self.client: MlflowClient | None = None
+    ``mlflow`` None is a client of its own on ``tracking_uri``, which says at the run's end what
+    was never logged; a caller that passes its own (an ensemble's members) says so at its end.
+    """
+
+    def __init__(self, tracking_uri: str | None = None, mlflow: BufferedMlflow | None = None) -> None:
+        self.own = mlflow is None
+        self.mlflow = mlflow or BufferedMlflow(tracking_uri, log=log, work="training")
+        self.started = False
         self.run_id: str | None = None
 
     def start(
@@ -106,77 +112,77 @@ class FinalRunLog:
         train_on_val: bool,
         data: DataIdentity,
     ) -> None:
+        self.started = self.mlflow.answers()  # a server that does not answer: one line, then off
+        if not self.started:
+            return
+
         def create() -> None:
-            server = tracking_server(self.tracking_uri)
-            if server and not reachable(server):
-                raise ConnectionError(f"no MLflow server answers at {server}")
-            self.client = MlflowClient(self.tracking_uri)
+            client = self.mlflow.client
             experiment = exported.experiment or exported.task
-            found_id = experiment_id(self.client, experiment)
+            found_id = experiment_id(client, experiment)
             tags = {
-                "hpsearch.role": "final",
-                "hpsearch.task": exported.task,
-                "hpsearch.search": exported.search,
-                "hpsearch.source_run": exported.run_id,
-                "hpsearch.seed": str(config["seed"]),
-                "hpsearch.train_on_val": str(train_on_val).lower(),
-                "hpsearch.device": device,
-                "hpsearch.code_version": code_version(),
+                tag.ROLE: "final",
+                tag.TASK: exported.task,
+                tag.SEARCH: exported.search,
+                tag.SOURCE_RUN: exported.run_id,
+                tag.SEED: str(config["seed"]),
+                tag.TRAIN_ON_VAL: str(train_on_val).lower(),
+                tag.DEVICE: device,
+                tag.CODE_VERSION: code_version(),
                 **data.tags(),
             }
             if exported.data_digest:  # both digests, so the run itself says whether they differ
-                tags["hpsearch.search_data_digest"] = exported.data_digest
-                tags["hpsearch.data_matches_search"] = str(exported.data_digest == data.digest).lower()
+                tags[tag.SEARCH_DATA_DIGEST] = exported.data_digest
+                tags[tag.DATA_MATCHES_SEARCH] = str(exported.data_digest == data.digest).lower()
             if exported.search_run_id and self._exists(exported.search_run_id):
                 tags["mlflow.parentRunId"] = exported.search_run_id  # beside the search's trials in the UI
             name = f"final-{exported.name}-seed{config['seed']}"
-            self.run_id = self.client.create_run(found_id, tags=tags, run_name=name).info.run_id
-            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in config.items()])
-            self.client.log_text(self.run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
-            self.client.log_text(self.run_id, exported.to_yaml(), "exported.yaml")
-            self.client.log_inputs(self.run_id, datasets=[data.dataset_input(exported.task)])
+            self.run_id = client.create_run(found_id, tags=tags, run_name=name).info.run_id
+            client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in config.items()])
+            client.log_text(self.run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
+            client.log_text(self.run_id, exported.to_yaml(), "exported.yaml")
+            client.log_inputs(self.run_id, datasets=[data.dataset_input(exported.task)])
 
-        self._try("creating the final run", create)
+        self.mlflow.call("creating the final run", create)
 
     def log_epoch(self, report: dict[str, Any]) -> None:
-        if self.run_id is None:
+        if not self.started:
             return
         now, step = int(time.time() * 1000), int(report["epoch"])
         metrics = [Metric(k, float(report[k]), now, step) for k in EPOCH_METRICS if k in report]
-        self._try(f"logging epoch {step}", lambda: self.client.log_batch(self.run_id, metrics=metrics))
+        self.mlflow.call(f"logging epoch {step}", self._log_batch, metrics, [])
 
     def end(
         self, status: str, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None
     ) -> None:
-        if self.run_id is None:
+        if not self.started:
             return
         now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+        run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
+        self.mlflow.probe_now()  # the run's last chance to log what the server missed
+        self.mlflow.call("ending the final run", self._finish, batch, run_tags, status)
+        if self.own:
+            self.mlflow.report_missed()
 
-        def finish() -> None:
-            batch = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
-            self.client.log_batch(
-                self.run_id, metrics=batch, tags=[RunTag(k, v) for k, v in (tags or {}).items()]
-            )
-            self.client.set_terminated(self.run_id, status=status)
+    # Each reads the run's id when it runs: a call kept while the server was down may run after
+    # the run's creation, kept too, has given it one.
 
-        self._try("ending the final run", finish)
+    def _log_batch(self, metrics: list[Metric], tags: list[RunTag]) -> None:
+        if self.run_id is not None:  # None: the run could not be created
+            self.mlflow.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+
+    def _finish(self, metrics: list[Metric], tags: list[RunTag], status: str) -> None:
+        if self.run_id is not None:
+            self._log_batch(metrics, tags)
+            self.mlflow.client.set_terminated(self.run_id, status=status)
 
     def _exists(self, run_id: str) -> bool:
         try:
-            self.client.get_run(run_id)
+            self.mlflow.client.get_run(run_id)
             return True
         except Exception:
             return False
-
-    def _try(self, what: str, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0]
-            log.warning(
-                "MLflow: %s failed (%s: %s); training goes on unlogged", what, type(e).__name__, first
-            )
-            self.client, self.run_id = None, None
 
 
 def retrain(
@@ -192,13 +198,15 @@ def retrain(
     track: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     data_identity: DataIdentity | None = None,
+    mlflow: BufferedMlflow | None = None,
 ) -> Retrained:
     """Train ``exported``'s config with ``seed`` on ``data`` (on ``device``), evaluate on test.
 
     With ``train_on_val`` the model trains on train+val and keeps its last epoch's weights
-    (validation can no longer pick an epoch); otherwise the best validation epoch's.
-    ``data_identity`` is ``data``'s, from a caller that has checked it against the export
-    (``warn_if_other_data``); without it, it is computed and checked here.
+    (validation can no longer pick an epoch); otherwise the weights of the epoch best by the
+    search's metric. ``data_identity`` is ``data``'s, from a caller that has checked it against
+    the export (``warn_if_other_data``); without it, it is computed and checked here. ``mlflow``
+    is a caller's client shared by several retrains (an ensemble's); None, one on ``tracking_uri``.
     """
     task, config = exported.resolved({**(overrides or {}), "seed": seed})
     if data_identity is None:
@@ -206,7 +214,7 @@ def retrain(
         warn_if_other_data(exported, data_identity)
     if train_on_val:
         data = with_val_in_train(data)
-    run = FinalRunLog(tracking_uri)
+    run = FinalRunLog(tracking_uri, mlflow)
     if track:
         run.start(exported, config, device=device.type, train_on_val=train_on_val, data=data_identity)
 
@@ -217,24 +225,32 @@ def retrain(
 
     try:
         result = train(
-            task, config, data, device=device, budget_s=budget_s, on_epoch=report, keep_best=not train_on_val
+            task,
+            config,
+            data,
+            device=device,
+            budget_s=budget_s,
+            on_epoch=report,
+            keep_best=not train_on_val,
+            metric=exported.metric,
+            mode=exported.mode,
         )
     except KeyboardInterrupt:
         run.end("KILLED")
         raise
     except Exception as e:
-        run.end("FAILED", tags={"hpsearch.error": f"{type(e).__name__}: {e}"[:500]})
+        run.end("FAILED", tags={tag.ERROR: f"{type(e).__name__}: {e}"[:500]})
         raise
     try:
         check_trained(result)
     except UsageError:
-        run.end("FAILED", tags={"hpsearch.fate": result.stopped})
+        run.end("FAILED", tags={tag.FATE: result.stopped})
         raise
     probs, test_loss, test_acc = outputs_as_trained(result.model, data.test, task)  # one pass, as trained
     run.end(
         "FINISHED",
         metrics={"test_acc": test_acc, "test_loss": test_loss, "best_epoch": result.best_epoch},
-        tags={"hpsearch.fate": result.stopped},
+        tags={tag.FATE: result.stopped},
     )
     return Retrained(exported, config, result, test_loss, test_acc, probs, run.run_id)
 

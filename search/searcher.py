@@ -5,6 +5,10 @@ Ray's OptunaSearch tells Optuna that a trial ASHA stopped early is COMPLETE, wit
 would (its intermediate values are already in the study, one per report), a diverged trial
 FAIL (as is one the search's own stop cut short), and a finished trial its best report's
 value: the number the leaderboard ranks it by and the weights it keeps (trainables/fates.py).
+
+Each Optuna trial names the Tune trial that runs it and, once the tracker has made it, its
+MLflow run (user attributes ``tune_trial_id`` and ``mlflow_run_id``): a user looking at the study
+(optuna-dashboard on results/<search>/optuna_study.journal) finds the trial's run from there.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from hpsearch.trainables.fates import (  # noqa: F401  (re-exported: the search'
 )
 
 STUDY_FILE = "optuna_study.journal"
+TUNE_TRIAL_ATTR = "tune_trial_id"  # an Optuna trial's user attributes: the Tune trial running it,
+MLFLOW_RUN_ATTR = "mlflow_run_id"  # and that trial's MLflow run (search/tracking.py)
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -40,6 +46,13 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self.budget_s = budget_s
         self._reported: dict[str, list[float]] = {}  # Tune trial id -> its metric, report by report
         self._told_before: set[str] = set()  # Tune trials Optuna already has the end of (restore)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        new = trial_id not in self._ot_trials
+        config = super().suggest(trial_id)
+        if new and trial_id in self._ot_trials:  # just asked for: Optuna's trial is RUNNING
+            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self._not_ours_to_tell(trial_id):
@@ -108,6 +121,28 @@ def close_study(results_dir: Path) -> list[int]:
         return []
     storage = JournalStorage(JournalFileBackend(str(journal)))
     return fail_running(optuna.load_study(study_name=results_dir.name, storage=storage))
+
+
+class StudyRuns:
+    """The search's study as the tracker sees it, to name each Optuna trial's MLflow run."""
+
+    def __init__(self, journal: Path, study_name: str) -> None:
+        self.journal, self.study_name = Path(journal), study_name
+        self._storage: JournalStorage | None = None
+
+    def note(self, tune_trial_id: str, run_id: str) -> bool:
+        """Set ``mlflow_run_id`` on the running Optuna trial of Tune's ``tune_trial_id``; whether
+        there was one (a trial already told its end can no longer change: Optuna refuses)."""
+        if self._storage is None:
+            if not self.journal.is_file():  # a search without a searcher of ours
+                return False
+            self._storage = JournalStorage(JournalFileBackend(str(self.journal)))
+        study_id = self._storage.get_study_id_from_name(self.study_name)
+        for trial in self._storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get(TUNE_TRIAL_ATTR) == tune_trial_id:
+                self._storage.set_trial_user_attr(trial._trial_id, MLFLOW_RUN_ATTR, run_id)
+                return True
+        return False
 
 
 def make_searcher(

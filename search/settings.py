@@ -17,8 +17,13 @@ class SearchSettings:
     cpus_per_trial: float = 1.0
     grace_period: int = 1  # in reports
     reduction_factor: float = 3.0
+    scheduler: str = "rank-asha"  # which rule stops trials early (search/stopping.py SCHEDULERS)
     seed: int = 0
     compile: str = "auto"  # torch.compile for GPU trials: auto, on, off (trainables/compiled.py)
+    # Where Tune keeps the search's state and trials' checkpoints: a URI (s3://, gs://, file://)
+    # or a path every node sees; None is the local results dir (search/storage.py).
+    storage_path: str | None = None
+    max_failures: int = 0  # retries of a failed trial, each from its latest report's checkpoint
 
     @property
     def stopper_budget_s(self) -> float:

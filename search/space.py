@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,35 @@ def module_name(path: Path) -> str:
     return "hpsearch_space_" + re.sub(r"\W", "_", path.stem)
 
 
-def load_space(path: str | Path) -> Space:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"space file {path} not found (see spaces/ for examples)")
+def builtin_spaces() -> list[str]:
+    """The names of the spaces this package ships (spaces/<name>.py), which ``--space NAME`` takes."""
+    return sorted(p.stem for p in _builtin_dir().glob("*.py") if not p.stem.startswith("_"))
+
+
+def _builtin_dir() -> Path:
+    return Path(str(importlib.resources.files("hpsearch.spaces")))
+
+
+def space_path(spec: str | Path) -> Path:
+    """The file ``--space`` names: a path, or a bare name (``font``: no folder, no suffix) for the
+    space this package ships under that name. A file that exists wins over a built-in name."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    builtin = ", ".join(builtin_spaces())
+    if path.parent == Path(".") and not path.suffix:
+        if (_builtin_dir() / f"{path.name}.py").is_file():
+            return _builtin_dir() / f"{path.name}.py"
+        raise UsageError(f"no built-in space {path.name!r} (built-in: {builtin}), and no file of that name")
+    raise UsageError(f"space file {path} not found (built-in spaces, by name: {builtin})")
+
+
+def load_space(spec: str | Path) -> Space:
+    """Load and check a space: a space file's path, or the name of a built-in space (``font``)."""
+    path = space_path(spec)
     name = module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
+    # An explicit loader: the file is Python whatever its name (importlib goes by the suffix).
+    spec = importlib.util.spec_from_file_location(name, path, loader=SourceFileLoader(name, str(path)))
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)

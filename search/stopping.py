@@ -18,9 +18,9 @@ import pickle
 from typing import Any
 
 import numpy as np
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, TrialScheduler
 
-from hpsearch.reports.rungs import rank_correlation
+from hpsearch.plumbing.ranks import rank_correlation
 from hpsearch.search.settings import SearchSettings
 
 # A rung stops trials only if it ranks them at least this like the next checkpoint does. At 0.7
@@ -148,11 +148,50 @@ class RankCheckedASHA(FIFOScheduler):
         return signed
 
 
-def make_scheduler(settings: SearchSettings) -> RankCheckedASHA:
-    """The search's rungs, each stopping trials only once it has shown it ranks them."""
-    return RankCheckedASHA(
-        time_attr="training_iteration",  # rungs count reports (epochs, or fractions of one)
-        max_t=settings.max_t,
-        grace_period=min(settings.grace_period, settings.max_t),
-        reduction_factor=settings.reduction_factor,
-    )
+# --scheduler: the rule that stops trials early. rank-asha is ours (above); asha and hyperband
+# are Ray's stock schedulers on the same rungs, for comparison; fifo stops no trial.
+SCHEDULERS = ("rank-asha", "asha", "hyperband", "fifo")
+
+
+def make_scheduler(settings: SearchSettings) -> TrialScheduler:
+    """The search's early-stopping rule, ``settings.scheduler``; rungs count reports (epochs, or
+    fractions of one), up to the horizon ``settings.max_t``."""
+    grace = min(settings.grace_period, settings.max_t)
+    if settings.scheduler == "rank-asha":
+        return RankCheckedASHA(
+            time_attr="training_iteration",
+            max_t=settings.max_t,
+            grace_period=grace,
+            reduction_factor=settings.reduction_factor,
+        )
+    if settings.scheduler == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=settings.max_t,
+            grace_period=grace,
+            reduction_factor=settings.reduction_factor,
+        )
+    if settings.scheduler == "hyperband":
+        # No grace period: its brackets' rungs come from max_t and eta. It fills its brackets with
+        # the trials running at once, the first (no rung, round(log_eta max_t) + 1 trials) before
+        # any other, so it stops nothing unless more trials than that run at once; and a trial it
+        # pauses at a rung starts over when it goes on unless it checkpoints (--max-failures).
+        return HyperBandScheduler(
+            time_attr="training_iteration", max_t=settings.max_t, reduction_factor=settings.reduction_factor
+        )
+    if settings.scheduler == "fifo":
+        return FIFOScheduler()
+    raise ValueError(f"unknown scheduler {settings.scheduler!r}; known: {', '.join(SCHEDULERS)}")
+
+
+def stopping_rule(scheduler: TrialScheduler | None) -> str | None:
+    """What ``scheduler`` did, in one line for the search's report; None if there is none."""
+    if scheduler is None:
+        return None
+    if isinstance(scheduler, RankCheckedASHA):
+        return scheduler.rule()
+    if type(scheduler) is FIFOScheduler:
+        return "none (fifo): every trial runs to its own end or its budget"
+    # Ray's stock schedulers give their own account (how many they stopped, their rungs' cut-offs
+    # or their brackets), over several lines: here on one.
+    return " ".join(scheduler.debug_string().split())

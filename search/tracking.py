@@ -4,10 +4,9 @@ and a logged model for each of the best trials.
 Tune calls its callbacks in the driver, so everything is written from one process through one
 client: the default SQLite store (``sqlite:///mlflow.db`` in the working directory, which
 ``mlflow ui`` opens with no flags) then has a single writer however many trials run at once.
-Tracking never stops a search: a failure is reported in one line and the search goes on. A
-tracking server that stops answering mid-search is waited for, not given up on: what the search
-would have logged meanwhile is kept, in order, and logged once the server answers again; what
-never could be is listed at the end.
+This module decides what goes to which run; every call goes through search/mlflow_buffer.py,
+so tracking never stops a search: a failure is one line, and a server that stops answering
+mid-search is waited for, with what it missed logged once it answers again.
 """
 
 from __future__ import annotations
@@ -35,11 +34,12 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 from ray.tune import Callback
 
-from hpsearch.plumbing.servers import reachable, redact, tracking_server
+from hpsearch.plumbing import tags as tag
 from hpsearch.search.exported import build_classifier
 from hpsearch.search.interrupt import search_stopping
-from hpsearch.search.provenance import DATA_DIGEST_TAG, DataIdentity, code_version, experiment_id
-from hpsearch.search.searcher import STUDY_FILE
+from hpsearch.search.mlflow_buffer import BufferedMlflow, one_line
+from hpsearch.search.provenance import DataIdentity, code_version, experiment_id
+from hpsearch.search.searcher import STUDY_FILE, StudyRuns
 from hpsearch.search.settings import SearchSettings
 from hpsearch.search.space import Space
 from hpsearch.search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, read_checkpoint
@@ -55,10 +55,9 @@ T = TypeVar("T")
 # how busy it was since the last report (search/gpu_use.py).
 METRICS = (*REPORT_METRICS, "mem_estimate_gb", "gpu_util_pct", "gpu_mem_used_gb")
 MODEL_NAME = "model"  # a kept model's name: runs:/<trial run id>/model
-MODEL_TAG, RANK_TAG = "hpsearch.model_id", "hpsearch.kept"  # on the trial's run
-
-
-PROBE_EVERY_S = 5.0  # while the tracking server is down, how often the tracker asks if it is back
+MODEL_TAG, RANK_TAG = tag.MODEL_ID, tag.KEPT  # on the trial's run
+# What a trial's reports say it ran on and in (search/trainable.py, the loop), as its run's tags.
+RAN_ON = {"device": tag.DEVICE, "precision": tag.PRECISION, "compiled": tag.COMPILED}
 
 
 class MlflowTracker(Callback):
@@ -97,7 +96,14 @@ class MlflowTracker(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self._client: MlflowClient | None = None
+        folder = Path(self.study).parent
+        self._mlflow = BufferedMlflow(
+            self.tracking_uri,
+            log=log,
+            work="the search",
+            kept_where=f"Every trial's results are in the search's folder {folder}",
+        )
+        self._study_runs = StudyRuns(Path(self.study), self.search)
         self._code: str | None = None
         self._experiment_id: str | None = None
         self._parent_id: str | None = None
@@ -105,11 +111,6 @@ class MlflowTracker(Callback):
         self._open: set[str] = set()  # trial ids whose run is RUNNING
         self._trials: dict[str, Any] = {}  # trial id -> Tune's trial, to start its run late if need be
         self._last_step: dict[str, int] = {}  # trial id -> last epoch logged
-        self._off: str | None = None  # why tracking stopped, once it has
-        # While the server does not answer: the calls it missed, in order, to log when it is back.
-        self._missed: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
-        self._down_since: float | None = None  # time.monotonic() when it stopped answering
-        self._next_probe = 0.0  # when to ask again whether it answers
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the tuner for --resume: no live client in the pickle, and a
@@ -127,9 +128,11 @@ class MlflowTracker(Callback):
 
     @property
     def client(self) -> MlflowClient:
-        if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return self._client
+        return self._mlflow.client
+
+    def _try(self, what: str, fn: Callable[..., T], *args: Any) -> T | None:
+        """``fn(*args)`` through the buffering client: None, with a warning, if it failed."""
+        return self._mlflow.call(what, fn, *args)
 
     # Tune's callbacks
 
@@ -183,21 +186,20 @@ class MlflowTracker(Callback):
         A resumed search's models are those of its best trials now: a model logged earlier for a
         trial no longer among them is deleted, one still among them is not logged twice.
         """
-        self._next_probe = 0.0  # the search's last chance to log what the server missed
+        self._mlflow.probe_now()  # the search's last chance to log what the server missed
         self._try("keeping the best trials' models", self._keep_models, models)
         self._try("finishing the search's run", self._finish, best, files, interrupted)
-        if self._missed:
-            self._report_missed()
+        self._mlflow.report_missed()
 
     def tag_search(self, key: str, value: str) -> None:
         """One more tag on the search's run (before the report that reads it is written)."""
 
-        def tag() -> None:
+        def set_tag() -> None:
             parent = self._open_parent()
             if parent is not None:
                 self.client.set_tag(parent, key, value[:5000])
 
-        self._try(f"tagging the search's run with {key}", tag)
+        self._try(f"tagging the search's run with {key}", set_tag)
 
     def _finish(self, best: dict[str, Any], files: Sequence[Path], interrupted: bool) -> None:
         parent = self._open_parent()
@@ -208,18 +210,26 @@ class MlflowTracker(Callback):
             metric = Metric(f"best_{self.space.metric}", float(value), _now_ms(), 0)
             # The parent names its best trial, so the UI's search row leads to it.
             best_trial = str(best.get("best_trial", ""))
-            tags = [RunTag("hpsearch.best_trial", best_trial)]
+            tags = [RunTag(tag.BEST_TRIAL, best_trial)]
             if best_trial in self._runs:
-                tags.append(RunTag("hpsearch.best_run_id", self._runs[best_trial]))
+                tags.append(RunTag(tag.BEST_RUN_ID, self._runs[best_trial]))
             self.client.log_batch(parent, metrics=[metric], tags=tags)
+        self._log_search_files(parent, files)
+        # Ctrl-C leaves Tune's trials TERMINATED, as if done: their fate tells them apart.
+        unended = self._unended_trial_runs(parent, max_results=1)
+        self.client.set_terminated(parent, status="KILLED" if interrupted or unended else "FINISHED")
+
+    # The search's own files, on its run. (What the search writes to its folder, e.g. trials.csv
+    # or the Optuna journal, is logged here: a new one is one more path in ``files``, or a call
+    # from ``_finish``.)
+
+    def _log_search_files(self, parent: str, files: Sequence[Path]) -> None:
+        """Each of ``files`` as an artifact of the search's run; a folder under its own name."""
         for path in map(Path, files):
             if path.is_dir():
                 self.client.log_artifacts(parent, str(path), artifact_path=path.name)
             elif path.is_file():
                 self.client.log_artifact(parent, str(path))
-        # Ctrl-C leaves Tune's trials TERMINATED, as if done: their fate tells them apart.
-        unended = self._unended_trial_runs(parent, max_results=1)
-        self.client.set_terminated(parent, status="KILLED" if interrupted or unended else "FINISHED")
 
     # Models
 
@@ -229,7 +239,7 @@ class MlflowTracker(Callback):
             return
         query = f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`{MODEL_TAG}` LIKE '%'"
         logged = {
-            run.data.tags.get("hpsearch.trial_id", run.info.run_name): run
+            run.data.tags.get(tag.TRIAL_ID, run.info.run_name): run
             for run in self.client.search_runs([self._experiment_id], query, max_results=1000)
         }
         wanted = {kept.trial_id for kept in models}
@@ -259,12 +269,12 @@ class MlflowTracker(Callback):
                 source_run_id=run_id,
                 params={k: str(v) for k, v in info["config"].items()},
                 tags={
-                    "hpsearch.search": self.search,
-                    "hpsearch.task": task.name,
-                    "hpsearch.trial_id": kept.trial_id,
-                    "hpsearch.rank": str(kept.rank),
-                    "hpsearch.code_version": self._code or code_version(),
-                    **({DATA_DIGEST_TAG: self.data.digest} if self.data else {}),
+                    tag.SEARCH: self.search,
+                    tag.TASK: task.name,
+                    tag.TRIAL_ID: kept.trial_id,
+                    tag.RANK: str(kept.rank),
+                    tag.CODE_VERSION: self._code or code_version(),
+                    **({tag.DATA_DIGEST: self.data.digest} if self.data else {}),
                 },
                 model_type="classifier",
             )
@@ -298,7 +308,7 @@ class MlflowTracker(Callback):
             return False
 
     def _set_rank(self, run_id: str, model_id: str, rank: int) -> None:
-        self.client.set_logged_model_tags(model_id, {"hpsearch.rank": str(rank)})
+        self.client.set_logged_model_tags(model_id, {tag.RANK: str(rank)})
         tags = [RunTag(MODEL_TAG, model_id), RunTag(RANK_TAG, str(rank))]
         self.client.log_batch(run_id, tags=tags)
 
@@ -312,22 +322,19 @@ class MlflowTracker(Callback):
     # Runs
 
     def _open_parent(self) -> str | None:
-        if self._parent_id is not None or self._off:
+        if self._parent_id is not None:
             return self._parent_id
-        server = self._server()
-        if server and not reachable(server):
-            # MLflow retries a dead server for minutes per call: the search must not wait on it.
-            self._turn_off(f"no MLflow server answers at {server}")
+        if not self._mlflow.answers():  # (a dead server turns tracking off, in one line)
             return None
         client = self.client
         self._code = code_version()
         self._experiment_id = experiment_id(self.client, self.experiment)
         query = (
-            f"tags.`hpsearch.role` = 'search' AND tags.`hpsearch.search` = {_quote(self.search)}"
-            f" AND tags.`hpsearch.study` = {_quote(self.study)}"
+            f"tags.`{tag.ROLE}` = 'search' AND tags.`{tag.SEARCH}` = {_quote(self.search)}"
+            f" AND tags.`{tag.STUDY}` = {_quote(self.study)}"
         )
         if self.search_id:
-            query += f" AND tags.`hpsearch.search_id` = {_quote(self.search_id)}"
+            query += f" AND tags.`{tag.SEARCH_ID}` = {_quote(self.search_id)}"
         found = client.search_runs([self._experiment_id], query, max_results=1)
         if found:
             self._parent_id = found[0].info.run_id
@@ -335,15 +342,15 @@ class MlflowTracker(Callback):
             self._runs = self._trial_runs()
             return self._parent_id
         tags = {
-            "hpsearch.role": "search",
-            "hpsearch.search": self.search,
-            "hpsearch.task": self.space.task.name,
-            "hpsearch.study": self.study,
-            **({"hpsearch.search_id": self.search_id} if self.search_id else {}),
-            "hpsearch.metric": self.space.metric,
-            "hpsearch.mode": self.space.mode,
-            "hpsearch.code_version": self._code,
-            "hpsearch.command": self.command,
+            tag.ROLE: "search",
+            tag.SEARCH: self.search,
+            tag.TASK: self.space.task.name,
+            tag.STUDY: self.study,
+            **({tag.SEARCH_ID: self.search_id} if self.search_id else {}),
+            tag.METRIC: self.space.metric,
+            tag.MODE: self.space.mode,
+            tag.CODE_VERSION: self._code,
+            tag.COMMAND: self.command,
             # MLflow's own columns: who ran it, from what.
             "mlflow.user": _user(),
             "mlflow.source.name": "search/run.py",
@@ -370,7 +377,7 @@ class MlflowTracker(Callback):
                 page_token=token,
             )
             for run in page:
-                runs[run.data.tags.get("hpsearch.trial_id", run.info.run_name)] = run.info.run_id
+                runs[run.data.tags.get(tag.TRIAL_ID, run.info.run_name)] = run.info.run_id
             token = page.token
             if not token:
                 return runs
@@ -381,6 +388,12 @@ class MlflowTracker(Callback):
             return
         client, trial_id = self.client, trial.trial_id
         earlier = self._runs.get(trial_id)
+        if earlier is not None and self.settings.max_failures and getattr(trial, "checkpoint", None):
+            # Retried (or resumed) from its latest report's checkpoint (search/trainable.py): its
+            # run goes on where it was, with the reports before that checkpoint already in it.
+            client.update_run(earlier, status="RUNNING")
+            self._open.add(trial_id)
+            return
         if earlier is not None:
             # --resume: the trial trains again from its first report. Its earlier, cut-short run
             # goes (deleted, so restorable): one run per trial, with one attempt's history.
@@ -389,16 +402,16 @@ class MlflowTracker(Callback):
         config = self._trial_config(trial.config)
         tags = {
             "mlflow.parentRunId": parent,
-            "hpsearch.role": "trial",
-            "hpsearch.search": self.search,
-            "hpsearch.task": self.space.task.name,
-            "hpsearch.trial_id": trial_id,
-            "hpsearch.fate": RUNNING,
-            "hpsearch.baseline": str(config == self._trial_config({})).lower(),
-            "hpsearch.device": "cuda" if self.settings.gpus_per_trial > 0 else "cpu",
-            "hpsearch.code_version": self._code,
+            tag.ROLE: "trial",
+            tag.SEARCH: self.search,
+            tag.TASK: self.space.task.name,
+            tag.TRIAL_ID: trial_id,
+            tag.FATE: RUNNING,
+            tag.BASELINE: str(config == self._trial_config({})).lower(),
+            tag.DEVICE: "cuda" if self.settings.gpus_per_trial > 0 else "cpu",
+            tag.CODE_VERSION: self._code,
             **(self.data.tags() if self.data else {}),
-            **({"hpsearch.restarted_from": earlier} if earlier else {}),
+            **({tag.RESTARTED_FROM: earlier} if earlier else {}),
         }
         run_id = client.create_run(self._experiment_id, tags=tags, run_name=trial_id).info.run_id
         self._runs[trial_id] = run_id
@@ -406,6 +419,15 @@ class MlflowTracker(Callback):
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in config.items()])
         client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml")
         self._log_data(run_id)
+        self._note_in_study(trial_id, run_id)
+
+    def _note_in_study(self, trial_id: str, run_id: str) -> None:
+        """The trial's run id on its Optuna trial (search/searcher.py), for optuna-dashboard's users."""
+        # Never raises: the run is made, and a failure here must not have its start tried again.
+        try:
+            self._study_runs.note(trial_id, run_id)
+        except Exception as e:
+            log.warning("Optuna: noting trial %s's MLflow run in the study failed: %s", trial_id, one_line(e))
 
     def _log_data(self, run_id: str) -> None:
         if self.data is not None:
@@ -428,10 +450,10 @@ class MlflowTracker(Callback):
         now = _now_ms()
         metrics = [Metric(k, float(v), now, step) for k in METRICS if is_number(v := result.get(k))]
         # What the trial itself ran on and in, where it says so (search/trainable.py, the loop).
-        ran = {key: result.get(key) for key in ("device", "precision", "compiled")}
+        ran = {name: result.get(key) for key, name in RAN_ON.items()}
         tags = [
-            RunTag(f"hpsearch.{key}", str(value).lower() if isinstance(value, bool) else value)
-            for key, value in ran.items()
+            RunTag(name, str(value).lower() if isinstance(value, bool) else value)
+            for name, value in ran.items()
             if isinstance(value, bool) or isinstance(value, str) and value
         ]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
@@ -441,7 +463,7 @@ class MlflowTracker(Callback):
         if not self._started(trial_id):
             return
         run_id = self._runs[trial_id]
-        tags = [RunTag("hpsearch.fate", fate)] + ([RunTag("hpsearch.error", error)] if error else [])
+        tags = [RunTag(tag.FATE, fate)] + ([RunTag(tag.ERROR, error)] if error else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status="FAILED" if fate == FAILED else "FINISHED")
         self._open.discard(trial_id)
@@ -463,10 +485,10 @@ class MlflowTracker(Callback):
         if parent is None:
             return
         for run in self._unended_trial_runs(parent, max_results=1000):
-            if run.data.tags.get("hpsearch.trial_id", run.info.run_name) in known:
+            if run.data.tags.get(tag.TRIAL_ID, run.info.run_name) in known:
                 continue
             why = "the search's driver died while this trial ran, before Tune recorded it; not resumed"
-            tags = [RunTag("hpsearch.fate", STOPPED), RunTag("hpsearch.error", why)]
+            tags = [RunTag(tag.FATE, STOPPED), RunTag(tag.ERROR, why)]
             self.client.log_batch(run.info.run_id, tags=tags)
             self.client.set_terminated(run.info.run_id, status="KILLED")
 
@@ -474,90 +496,12 @@ class MlflowTracker(Callback):
         """The search's trial runs whose fate is still `running`."""
         return self.client.search_runs(
             [self._experiment_id],
-            f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`hpsearch.fate` = '{RUNNING}'",
+            f"tags.`mlflow.parentRunId` = {_quote(parent)} AND tags.`{tag.FATE}` = '{RUNNING}'",
             max_results=max_results,
         )
 
     def _trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.settings.trial_config(self.space.task, self.space.baseline, params)
-
-    # Failures
-
-    def _try(self, what: str, fn: Callable[..., T], *args: Any) -> T | None:
-        """``fn(*args)``, or None with a one-line warning: tracking must never stop the search.
-
-        While the server does not answer, the call is kept for when it does (``_missed``).
-        """
-        if self._off:
-            return None
-        if self._down_since is not None and not self._back():
-            self._missed.append((what, fn, args))
-            return None
-        try:
-            return fn(*args)
-        except Exception as e:
-            server = self._server()
-            if server and not reachable(server):
-                self._went_down(server)
-                self._missed.append((what, fn, args))
-            else:
-                log.warning("MLflow: %s failed: %s", what, _one_line(e))
-            return None
-
-    def _went_down(self, server: str) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            self._next_probe = self._down_since + PROBE_EVERY_S
-            log.warning(
-                "MLflow: the server at %s stopped answering; the search goes on and logs what it "
-                "misses once the server answers again",
-                redact(server),
-            )
-
-    def _back(self) -> bool:
-        """Whether the server answers again (asked at most every ``PROBE_EVERY_S``); if so, log
-        the calls it missed, in order. False while it does not, or stops again meanwhile."""
-        if time.monotonic() < self._next_probe:
-            return False
-        self._next_probe = time.monotonic() + PROBE_EVERY_S
-        server = self._server()
-        if server and not reachable(server, timeout_s=2.0):
-            return False
-        missed, self._missed = self._missed, []
-        down_s = time.monotonic() - (self._down_since or time.monotonic())
-        self._down_since = None
-        for i, (what, fn, args) in enumerate(missed):
-            self._try(what, fn, *args)
-            if self._down_since is not None:  # down again: the rest waits, in order, behind it
-                self._missed += missed[i + 1 :]
-                return False
-        log.warning(
-            "MLflow: the server at %s answers again after %.0f s; logged the %d calls it missed",
-            redact(server or ""),
-            down_s,
-            len(missed),
-        )
-        return True
-
-    def _report_missed(self) -> None:
-        """Say what the search could not log: the server never came back."""
-        whats = [what for what, _, _ in self._missed]
-        shown = "; ".join(whats[:6]) + (f"; and {len(whats) - 6} more" if len(whats) > 6 else "")
-        log.warning(
-            "MLflow: the server at %s did not answer again: %d calls not logged (%s). Every trial's "
-            "results are in the search's folder %s",
-            redact(self._server() or ""),
-            len(whats),
-            shown,
-            Path(self.study).parent,
-        )
-
-    def _server(self) -> str | None:
-        return tracking_server(self.tracking_uri)
-
-    def _turn_off(self, why: str) -> None:
-        self._off = why
-        log.warning("MLflow: %s; the search goes on without tracking", why)
 
 
 def model_signature(task: Task) -> ModelSignature:
@@ -607,19 +551,13 @@ def _first_error_line(trial: Any) -> str:
     # read it there: trial.get_pickled_error() and get_error() read storage and find nothing yet.
     with contextlib.suppress(Exception), open(trial.pickled_error_file, "rb") as f:
         error = ray.cloudpickle.load(f)
-        return _one_line(getattr(error, "cause", None) or error)
+        return one_line(getattr(error, "cause", None) or error)
     with contextlib.suppress(Exception):
         # error.txt: a "Failure # n" header, Ray's wrapper line, a traceback, the error last.
         lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
         if lines:
             return lines[-1].strip()[:500]
     return "unknown error (see the trial's error.txt)"
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(error).__name__}: {first}"[:500]
 
 
 def _quote(value: str) -> str:

@@ -23,6 +23,7 @@ import torch
 
 from hpsearch.plumbing.cli import ArgumentParser, run_main
 from hpsearch.plumbing.errors import UsageError
+from hpsearch.search.data import load_space_data
 from hpsearch.search.exported import read_exported
 from hpsearch.search.provenance import DataIdentity
 from hpsearch.search.retrain import check_trained, load_export_data, retrain, warn_if_other_data
@@ -36,8 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(__doc__)
     p.add_argument(
         "--space",
-        help="space file: train its seed baseline (plus --set), e.g. spaces/font.py; with --config, the "
-        "search's space file if it is not one of this repo's spaces/ (an export never runs code it names)",
+        help="a space file or a built-in space's name (e.g. font): train its seed baseline (plus --set); "
+        "with --config, the search's space file if it is not one of this repo's spaces/ (an export never "
+        "runs code it names)",
     )
     p.add_argument("--config", type=Path, help="an exported config (search/export.py) to retrain")
     p.add_argument(
@@ -50,15 +52,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="override the number of epochs")
     p.add_argument("--gpus", type=float, default=1, help="0 trains on CPU; >0 uses the GPU if present")
     p.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="dataset root and cache (default ./data)"
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="where datasets are read, never written (default ./data)",
     )
     p.add_argument(
         "--cache-dir",
         type=Path,
-        help="where prepared datasets are kept (default ./data/cache; the data dir is only read)",
+        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
     )
-    p.add_argument("--budget", type=float, help="training-time budget in seconds (default: the space's)")
+    p.add_argument(
+        "--trial-budget",
+        type=float,
+        metavar="SECONDS",
+        help="each training run's time, its set-up and validation included (default: the space's BUDGET_S;"
+        " with --config, the search's)",
+    )
+    p.add_argument("--budget", dest="trial_budget", type=float, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+    p.add_argument(
+        "--allow-small-split",
+        action="store_true",
+        help="with --space, font data: accept a val or test split of fewer than 5 font families"
+        " (refused by default; an export's data was accepted by its search)",
+    )
     g = p.add_argument_group("with --config")
     g.add_argument(
         "--seeds", type=int, default=1, help="retrain with N seeds, report mean +- std (default 1)"
@@ -83,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     if args.gpus < 0:
         raise UsageError(f"--gpus must not be negative, got {args.gpus}")
-    if args.budget is not None and args.budget <= 0:
-        raise UsageError(f"--budget must be positive, got {args.budget}")
+    if args.trial_budget is not None and args.trial_budget <= 0:
+        raise UsageError(f"--trial-budget must be positive, got {args.trial_budget}")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     if args.config is None and args.space is None:
@@ -101,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpus > 0 and device.type != "cuda":
         print("no GPU found: training on the CPU (pass --gpus 0 to say so)", file=sys.stderr)
 
-    data = task.load(args.data_dir, cache_dir=args.cache_dir, download=not args.offline).to(device)
-    budget = args.budget or space.budget_s
+    data = load_space_data(
+        space,
+        args.data_dir,
+        cache_dir=args.cache_dir,
+        download=not args.offline,
+        allow_small_split=args.allow_small_split,
+    ).to(device)
+    budget = args.trial_budget or space.budget_s
     print(
         f"{task.name}: {task.model} on {device.type}, {len(data.train):,} train / {len(data.val):,} val "
         f"/ {len(data.test):,} test images, up to {config['epochs']} epochs in {budget:.0f} s",
@@ -152,7 +176,7 @@ def retrain_main(args: argparse.Namespace) -> int:
     identity = DataIdentity.of(data)  # once for all seeds, on the CPU copy
     differs = warn_if_other_data(exported, identity)
     data = data.to(device)
-    budget = args.budget or exported.budget_s
+    budget = args.trial_budget or exported.budget_s
     seeds = [config["seed"] + i for i in range(args.seeds)]
     value = f"{exported.metric} {exported.value:.4f}" if exported.value is not None else "no recorded value"
     print(

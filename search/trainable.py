@@ -12,6 +12,12 @@ validation images, MLflow's input example). A pruned trial is stopped between re
 keeps nothing. At the end of the search ``keep_checkpoints`` keeps the best trials' and deletes
 the others'.
 
+A search that retries failed trials (``max_failures`` > 0) also checkpoints its other reports:
+``resume.pt``, the loop's whole state at that report (trainables/loop.py ``on_state``). A trial
+that fails (its worker killed, its node preempted) starts again from its latest one, on any
+node, and goes on exactly as it would have, its budget counting the time it had trained; Tune
+keeps one checkpoint per trial, so these go as the next one comes.
+
 With ``reuse_actors`` a worker process runs many trials one after another: everything a trial
 sets (torch threads, seeds, CUDA memory) is set at its start or released at its end, and its
 checkpoint is written to a temporary folder that is gone once Tune has copied it.
@@ -24,7 +30,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +53,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"  # the model family's state_dict: torch.load(..., weights_only=True)
 INFO_FILE = "kept.json"
+RESUME_FILE = "resume.pt"  # a mid-trial checkpoint: what train(start=...) goes on from
 EXAMPLE_FILE = "example.pt"  # uint8 [2, C, H, W]
 EXAMPLE_IMAGES = 2  # more than one, so that an exported graph keeps its batch size free
 
@@ -68,6 +75,19 @@ def run_trial(
     device = torch.device("cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
     horizon = Horizon(settings.max_epochs, settings.reports_per_epoch, fit_budget=True)
     last: list[dict[str, Any]] = []
+    # (Asked only where the search checkpoints: outside Tune, get_checkpoint warns.)
+    checkpoint = tune.get_checkpoint() if settings.max_failures else None
+    if checkpoint is not None and not _holds(checkpoint, RESUME_FILE):
+        return  # its kept model's: the trial had made its last report (a search resumed just after)
+    start = read_state(checkpoint) if checkpoint is not None else None
+    state: list[dict[str, Any]] = []  # the loop's state at the report being made
+    saving = [settings.max_failures > 0]  # until the storage refuses a checkpoint
+
+    def keep_state(at_report: dict[str, Any]) -> None:
+        state[:] = [at_report]
+
+    def write_state(folder: Path) -> None:
+        torch.save(state.pop(), folder / RESUME_FILE)
 
     # What the trial really ran on (the tracker tags its run with it), not the resource asked for.
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -87,6 +107,8 @@ def run_trial(
         # report back and send it with the weights once train() has returned.
         if metrics.get("stopped") in FINISHED_FATES:
             last.append(metrics)
+        elif state and saving[0]:
+            saving[0] = report_with_checkpoint(metrics, write_state)
         else:
             tune.report(metrics)
 
@@ -102,6 +124,8 @@ def run_trial(
                 on_epoch=report,
                 horizon=horizon,
                 started=started,
+                start=start,
+                on_state=keep_state if saving[0] else None,
             )
         except torch.cuda.OutOfMemoryError as e:
             # One line with the numbers, as the trial's error (its run's `hpsearch.error`):
@@ -147,18 +171,25 @@ def report_with_model(
     metrics: dict[str, Any], result: TrainResult, task_name: str, config: dict[str, Any], data: Splits
 ) -> None:
     """Report ``metrics`` with the trial's kept weights as its checkpoint."""
-    with tempfile.TemporaryDirectory(prefix="hpsearch-kept-") as folder:
-        write_checkpoint(Path(folder), result, task_name, config, data)
+    report_with_checkpoint(metrics, lambda folder: write_checkpoint(folder, result, task_name, config, data))
+
+
+def report_with_checkpoint(metrics: dict[str, Any], write: Callable[[Path], None]) -> bool:
+    """Report ``metrics`` with the checkpoint that ``write`` puts in a folder; False if the
+    search's storage refused it (the report then goes without)."""
+    with tempfile.TemporaryDirectory(prefix="hpsearch-checkpoint-") as folder:
+        write(Path(folder))
         try:
             tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
-            return
+            return True
         except (RuntimeError, OSError) as e:
             # Tune copies the checkpoint into the search's storage before it takes the report:
             # a node that cannot reach that storage (a local path on another machine) or a full
-            # disk loses the model, not the trial's result.
+            # disk loses the checkpoint, not the trial's result.
             first = (str(e).strip().splitlines() or [""])[0]
-            log.warning("trial keeps no model (%s: %s)", type(e).__name__, first)
+            log.warning("trial keeps no checkpoint (%s: %s)", type(e).__name__, first)
     tune.report(metrics)
+    return False
 
 
 def write_checkpoint(
@@ -183,6 +214,12 @@ def write_checkpoint(
     (folder / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
 
+def read_state(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The loop's state that a mid-trial checkpoint holds, on the CPU (``train`` moves it)."""
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / RESUME_FILE, map_location="cpu", weights_only=True)
+
+
 def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], torch.Tensor]:
     """(state_dict, info, example images) from a checkpoint folder that ``write_checkpoint`` wrote."""
     folder = Path(folder)
@@ -202,16 +239,21 @@ def keep_checkpoints(results: ResultGrid | Iterable[Any], ranked: Iterable[str])
     """The checkpoints of the trials ``ranked`` (trial ids, best first), in that order; every
     other trial's checkpoints are deleted, so a results folder holds K models, not one per trial.
 
-    A ranked trial without a checkpoint (one Tune's budget stopper ended) is left out.
+    A ranked trial without a checkpoint (one Tune's budget stopper ended) is left out. A trial
+    cut short by the search's stop (Ctrl-C, its time budget) keeps its latest state, which
+    ``--resume`` goes on from.
     """
     ranks = {trial_id: rank for rank, trial_id in enumerate(ranked, start=1)}
     kept: list[KeptCheckpoint] = []
     for result in results:
         trial_id = _trial_id(result)
         checkpoints = [c for c, _ in (result.best_checkpoints or [])]
-        latest = result.checkpoint  # a trial reports one checkpoint, on its last report
-        if trial_id in ranks and latest is not None and _exists(latest):
+        # A finished trial's last checkpoint holds its kept model; a mid-trial one only a state.
+        latest = result.checkpoint
+        if trial_id in ranks and latest is not None and _holds(latest, INFO_FILE):
             kept.append(KeptCheckpoint(trial_id, ranks[trial_id], latest))
+            checkpoints = [c for c in checkpoints if c.path != latest.path]
+        elif latest is not None and _holds(latest, RESUME_FILE) and _not_over(result):
             checkpoints = [c for c in checkpoints if c.path != latest.path]
         for checkpoint in checkpoints:
             # Already gone where a resumed search's earlier end deleted it.
@@ -220,8 +262,14 @@ def keep_checkpoints(results: ResultGrid | Iterable[Any], ranked: Iterable[str])
     return sorted(kept, key=lambda k: k.rank)
 
 
-def _exists(checkpoint: Checkpoint) -> bool:
-    return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
+def _not_over(result: Any) -> bool:
+    # Tune marks `done` the last result of a trial that returned or that the scheduler stopped.
+    return result.error is None and not (result.metrics or {}).get("done")
+
+
+def _holds(checkpoint: Checkpoint, name: str) -> bool:
+    path = f"{checkpoint.path.rstrip('/')}/{name}"
+    return checkpoint.filesystem.get_file_info(path).type == pyarrow.fs.FileType.File
 
 
 def _trial_id(result: Any) -> str:

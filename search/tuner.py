@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hpsearch.search.searcher import make_searcher
 from hpsearch.search.settings import SearchSettings
 from hpsearch.search.space import Space
 from hpsearch.search.stopping import make_scheduler
+from hpsearch.search.storage import search_uri
 from hpsearch.search.trainable import run_trial
 from hpsearch.trainables.data.splits import Split, Splits
 
@@ -79,15 +81,24 @@ def build_tuner(
 def run_config_for(
     settings: SearchSettings, experiment_dir: Path, callbacks: Sequence[tune.Callback] = ()
 ) -> tune.RunConfig:
-    """Where a search keeps its state, its per-trial stopper, and its callbacks."""
+    """Where a search keeps its state, its per-trial stopper, its retries, and its callbacks."""
+    if settings.max_failures:
+        # Keeping one checkpoint per trial, Tune saves its state after each (so that it never
+        # names a deleted one) and warns each time that it does so often: here it is meant to.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return tune.RunConfig(
         name=experiment_dir.name,
-        storage_path=str(experiment_dir.parent.resolve()),
+        # Tune's state and the trials' checkpoints: <storage>/<name>, by default the results dir.
+        storage_path=settings.storage_path or str(experiment_dir.parent.resolve()),
         # Safety net behind the trainable's own budget: Tune stops a trial that reports past it.
         stop={"time_total_s": settings.stopper_budget_s},
         callbacks=list(callbacks),
-        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-        checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        # A failed trial starts again from its latest checkpoint (search/trainable.py), which is
+        # the only one Tune keeps: the trial's model at its end, before that its loop's state.
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures, fail_fast=False),
+        checkpoint_config=tune.CheckpointConfig(
+            checkpoint_at_end=False, num_to_keep=1 if settings.max_failures else None
+        ),
         verbose=0,
     )
 
@@ -95,11 +106,19 @@ def run_config_for(
 def restore_tuner(
     space: Space, settings: SearchSettings, data: Splits, experiment_dir: Path, trial_fn: Callable = run_trial
 ) -> tune.Tuner:
-    """Continue an interrupted search: finished trials stay, unfinished ones run again."""
-    return tune.Tuner.restore(
-        str(experiment_dir.resolve()),
+    """Continue an interrupted search: finished trials stay, unfinished ones run again (from their
+    latest checkpoint, with ``max_failures``), found where the search keeps its state."""
+    tuner = tune.Tuner.restore(
+        search_uri(settings.storage_path, experiment_dir),
         trainable=trainable_for(space, settings, data, trial_fn),
         resume_unfinished=True,
         resume_errored=False,
         restart_errored=False,
     )
+    # Tune runs the scheduler it pickled in tuner.pkl when the search began (Tuner.restore takes
+    # none): that one, and not a new one built from the settings, is the rule the resumed search
+    # applies and reports. Ray keeps it only in the restored tuner's TuneConfig (there is no
+    # local one under Ray Client, where the tuner runs on the cluster: no rule is reported then).
+    local = getattr(tuner, "_local_tuner", None)
+    tuner.scheduler = local._tune_config.scheduler if local is not None else None
+    return tuner

@@ -166,6 +166,17 @@ CASES: list[tuple[str, Argv, str]] = [
     ("run-time-budget-0", run("--time-budget", "0"), "--time-budget must be positive"),
     ("run-cpus-per-trial-0", run("--cpus-per-trial", "0"), "per-trial resources must be positive"),
     ("run-keep-models-negative", run("--keep-models", "-1"), "--keep-models must not be negative"),
+    ("run-scheduler-unknown", run("--scheduler", "bohb"), "argument --scheduler: invalid choice: 'bohb'"),
+    (
+        "run-wait-for-gpus-without-address",
+        run("--wait-for-gpus", "60"),
+        "--wait-for-gpus waits for a cluster: give --address",
+    ),
+    (
+        "run-wait-for-gpus-without-gpus",
+        run("--address", "127.0.0.1:9", "--wait-for-gpus", "60"),
+        "--wait-for-gpus needs --gpus N",
+    ),
     # search/run.py: the space file
     ("run-missing-space", run("--space", "{root}/nope.py"), "nope.py not found"),
     ("run-baseline-not-dict", run("--space", "{bad[baseline_int]}"), "BASELINE must be a dict"),
@@ -265,17 +276,13 @@ CASES: list[tuple[str, Argv, str]] = [
     ("ensemble-no-config", ensemble(), "the following arguments are required: --config"),
 ]
 SLOW = {"run-trial-needs-3-gpus"}  # starts a local Ray (~10 s and more)
-HAS_PREDICT = (REPO / "search" / "predict.py").is_file()
 # Two commands at a time: each spends seconds importing torch, Ray or MLflow on one core.
 WORKERS = 2
 TEST = "test_cli_reports_a_bad_input_in_one_line"
 
 
 def _marks(case_id: str) -> list:
-    marks = [pytest.mark.slow] if case_id in SLOW else []
-    if case_id.startswith("predict-"):
-        marks.append(pytest.mark.skipif(not HAS_PREDICT, reason="search/predict.py is not written yet"))
-    return marks
+    return [pytest.mark.slow] if case_id in SLOW else []
 
 
 def run_case(world: SimpleNamespace, argv: Argv) -> subprocess.CompletedProcess | str:
@@ -298,7 +305,7 @@ def outcomes(world, request) -> Iterator[dict[str, Future]]:
     chosen = [
         item.callspec.id
         for item in request.session.items
-        if item.originalname == TEST and (HAS_PREDICT or not item.callspec.id.startswith("predict-"))
+        if item.originalname == TEST
     ]
     pool = ThreadPoolExecutor(WORKERS)
     yield {i: pool.submit(run_case, world, argvs[i]) for i in chosen}

@@ -19,15 +19,17 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search import ensemble, export
-from hpsearch.search.exported import read_exported
+from hpsearch.search.exported import ExportedConfig, read_exported
 from hpsearch.search.retrain import load_export_data, retrain, with_val_in_train
 from hpsearch.search.space import load_space
 from hpsearch.search.tracking import MlflowTracker
 from hpsearch.search.tuner import SearchSettings
-from hpsearch.trainables.tasks import VAL_SIZE
+from hpsearch.trainables.tasks import TASKS, VAL_SIZE
 from tests.fake_datasets import write_mnist
+from tests.search_helpers import random_splits
 
 REPO = Path(__file__).resolve().parents[1]
 SEARCH = "mnist-20261123-120000"
@@ -114,7 +116,7 @@ def test_export_writes_the_best_finished_trials_in_rank_order(exported, store):
     assert [c.trial_id for c in configs] == RANKED
     assert [c.value for c in configs] == [0.80, 0.70, 0.60]
     assert [c.baseline for c in configs] == [False, False, True]
-    trial_runs = {r.data.tags["hpsearch.trial_id"]: r.info.run_id for r in runs_with_role(store, "trial")}
+    trial_runs = {r.data.tags[tag.TRIAL_ID]: r.info.run_id for r in runs_with_role(store, "trial")}
     assert [c.run_id for c in configs] == [trial_runs[t] for t in RANKED]
 
 
@@ -196,8 +198,8 @@ def test_retrain_cli_prints_test_accuracy_over_seeds_and_logs_final_runs(exporte
     for run_id, seed in zip(summary["mlflow_runs"], [0, 1], strict=True):
         run = finals[run_id]
         assert run.info.status == "FINISHED"
-        assert run.data.tags["hpsearch.source_run"] == best.run_id
-        assert run.data.tags["hpsearch.seed"] == str(seed)
+        assert run.data.tags[tag.SOURCE_RUN] == best.run_id
+        assert run.data.tags[tag.SEED] == str(seed)
         # Nested under the search's run, beside its trials in the MLflow UI.
         assert run.data.tags["mlflow.parentRunId"] == best.search_run_id
         assert run.data.metrics["test_acc"] == pytest.approx(summary["test_accs"][seed])
@@ -265,9 +267,9 @@ def test_ensemble_cli_reports_the_ensemble_beside_each_member(
     assert summary["test_acc"] == pytest.approx(accuracy(mean_probs, outputs[0][1]))
     assert "ensemble of 3" in out.err
     run = MlflowClient(store).get_run(summary["mlflow_run"])
-    assert run.data.tags["hpsearch.role"] == "ensemble"
+    assert run.data.tags[tag.ROLE] == "ensemble"
     assert run.data.metrics["test_acc"] == pytest.approx(summary["test_acc"])
-    assert run.data.tags["hpsearch.members"].split(",") == [m["mlflow_run"] for m in summary["members"]]
+    assert run.data.tags[tag.MEMBERS].split(",") == [m["mlflow_run"] for m in summary["members"]]
     assert run.data.tags["mlflow.parentRunId"] == read_exported(exported[0]).search_run_id
 
 
@@ -293,3 +295,45 @@ def test_export_cli_writes_files_and_names_the_retrain_command(store, tmp_path):
         [*command[:4], "--experiment", "nope"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: no experiment 'nope'")
+
+
+# A search that minimises val_loss
+
+
+def test_export_of_a_search_minimising_val_loss_keeps_its_metric_and_mode(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the store's artifacts go to ./mlruns
+    space_file = tmp_path / "by_loss.py"
+    by_loss = SPACE.replace('METRIC = "val_acc"\nMODE = "max"', 'METRIC = "val_loss"\nMODE = "min"')
+    space_file.write_text(by_loss)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = SearchSettings(trials=2, trial_budget_s=30, max_epochs=2)
+    space = load_space(space_file)
+    where = tmp_path / "by-loss"
+    tracker = MlflowTracker(space, settings, where, tracking_uri=uri, experiment=None, command="", quick=True)
+    tracker.setup()
+    for trial_id, losses in (("t_00000", [0.9, 0.5]), ("t_00001", [0.7, 0.6])):
+        trial = SimpleNamespace(trial_id=trial_id, config={}, last_result={})
+        tracker.on_trial_start(0, [], trial)
+        for epoch, loss in enumerate(losses, 1):
+            stopped = "completed" if epoch == len(losses) else ""
+            trial.last_result = {"training_iteration": epoch, "epoch": epoch, "val_loss": loss}
+            trial.last_result["stopped"] = stopped
+            tracker.on_trial_result(0, [], trial, trial.last_result)
+        tracker.on_trial_complete(0, [], trial)
+    tracker.finish({"val_loss": 0.5}, [])
+    (path,) = export.export_search(MlflowClient(uri), "mnist", "by-loss", 1, tmp_path / "out", command="t")
+    best = read_exported(path)
+    # Ranked by the lowest loss (t_00000's 0.5), and the retrain told to keep its lowest-loss epoch.
+    assert (best.metric, best.mode, best.trial_id, best.value) == ("val_loss", "min", "t_00000", 0.5)
+
+
+def test_retrain_keeps_the_epoch_best_by_the_exports_metric(one_torch_thread):
+    config = {"epochs": 3, "batch_size": 16, "channels": 4, "fc1": 16, "fc2": 16}
+    exported = ExportedConfig(task="mnist", config=config, space="s.py", metric="val_loss", mode="min")
+    data = random_splits(TASKS["mnist"], 64, 32)
+    done = retrain(exported, data, device=torch.device("cpu"), seed=0, budget_s=60, track=False)
+    losses = [r["val_loss"] for r in done.result.history]
+    assert len(set(losses)) == 3  # (the setup: three different losses to choose from)
+    assert done.result.metric == "val_loss" and done.result.best_value == min(losses)
+    assert losses[done.result.best_epoch - 1] == min(losses)
+

@@ -6,6 +6,7 @@ trial may be counted twice.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 import ray.cloudpickle
 from optuna.trial import TrialState
 
+import hpsearch.search.run
 from hpsearch.search.searcher import STUDY_FILE
 from hpsearch.search.space import load_space
 from hpsearch.search.summary import trials_frame
@@ -74,6 +76,27 @@ def test_a_trial_whose_worker_is_killed_fails_alone_and_leaves_nothing_running(r
     dead = trial_runs["true"]
     assert dead.info.status == "FAILED" and dead.data.tags["hpsearch.fate"] == "failed"
     assert "hpsearch.error" in dead.data.tags  # what Ray said of the worker, for the user to see
+
+
+def crashing_trial(params, *, data, task_name, baseline, settings):
+    """Every trial fails before its first report (a bug in a user's model family, say)."""
+    raise RuntimeError("boom: every trial crashes")
+
+
+def test_a_search_where_no_trial_finished_exits_1_in_one_line(ray_session, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # MLflow's default store is ./mlflow.db: not the repo's
+    write_mnist(tmp_path / "data", n_train=5200, n_test=100)
+    crashing = functools.partial(build_tuner, trial_fn=crashing_trial)
+    monkeypatch.setattr(hpsearch.search.run, "build_tuner", crashing)
+    argv = run_cli(tmp_path, "--trials", "2", "--max-epochs", "1", "--reports-per-epoch", "1")[2:]
+    assert hpsearch.search.run.main(argv) == 1  # not 0 (nothing found), not 2 (no user mistake)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    trials_csv = tmp_path / "results" / "stop" / "trials.csv"
+    assert last == (
+        "search failed: no trial finished (2 failed); one trial's error: RuntimeError: boom: every "
+        f"trial crashes; every trial is in {trials_csv}"
+    )
+    assert len(pd.read_csv(trials_csv)) == 2  # the trial table is written all the same
 
 
 def study_trials(journal) -> list[optuna.trial.FrozenTrial]:

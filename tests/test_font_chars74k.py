@@ -16,6 +16,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from hpsearch.plumbing.errors import UsageError
+from hpsearch.search import prepare, run
+from hpsearch.search import train as train_cli
 from hpsearch.trainables.data import chars74k
 from hpsearch.trainables.data.font import load_font, resolve_source
 from hpsearch.trainables.data.font_folders import load_chars74k, style_layout
@@ -97,6 +99,7 @@ def test_load_font_quick_counts_shrink_chars74k_instead_of_splitting_it(tmp_path
         tmp_path, work_dir=tmp_path / "w", download=False, seed=0, classes="A", train=3, val=2, test=2
     )
     assert (len(splits.train), len(splits.val), len(splits.test)) == (3, 2, 2)
+    assert splits.families == {"train": 1, "val": 1, "test": 1}  # 3 and 2 images: one font's styles
 
 
 def test_load_font_auto_picks_imagefolder_then_chars74k_then_generate(tmp_path):
@@ -186,3 +189,52 @@ def test_chars74k_archive_in_the_wrong_layout_is_refused(tmp_path, archive_serve
     monkeypatch.setattr(chars74k, "LAYOUT", (62, 1016))
     with pytest.raises(UsageError, match="does not hold EnglishFnt's layout"):
         load_font(tmp_path, work_dir=tmp_path / "w", download=True, seed=0, source="chars74k", classes="A")
+
+
+# Too few fonts in val or test: refused by every command that loads font data, unless allowed
+
+
+@pytest.fixture(scope="module")
+def small_font_root(tmp_path_factory) -> Path:
+    """A Chars74K tree of 12 fonts for the built-in font space: split 8 / 2 / 2 fonts."""
+    root = tmp_path_factory.mktemp("small_font")
+    chars74k_tree(root / "data", tuple(range(1, 63)), fonts=12)
+    return root
+
+
+def _font_args(root: Path) -> list[str]:
+    dirs = ["--data-dir", str(root / "data"), "--cache-dir", str(root / "cache")]
+    return ["--space", "font", *dirs, "--offline"]
+
+
+def test_prepare_refuses_a_small_font_split_built_or_cached_unless_allowed(small_font_root, capsys):
+    args = _font_args(small_font_root)
+    with pytest.raises(UsageError, match="train 8, val 2, test 2; val and test need at least 5"):
+        prepare.main(args)
+    assert prepare.main([*args, "--allow-small-split"]) == 0
+    assert "font data: 12 families -> train 8, val 2, test 2\n" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="--allow-small-split"):  # the cache it left is checked too
+        prepare.main(args)
+
+
+def test_train_refuses_a_small_font_split_and_trains_on_it_when_allowed(small_font_root, monkeypatch):
+    args = [*_font_args(small_font_root), "--gpus", "0", "--epochs", "1"]
+    with pytest.raises(UsageError, match="--allow-small-split"):
+        train_cli.main(args)
+
+    class Reached(Exception):
+        pass
+
+    def reached(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(train_cli, "train", reached)  # past the data: no need to train for real
+    with pytest.raises(Reached):
+        train_cli.main([*args, "--allow-small-split"])
+
+
+def test_search_refuses_a_small_font_split_before_it_starts(small_font_root, tmp_path):
+    with pytest.raises(UsageError, match="--allow-small-split"):
+        run.main([*_font_args(small_font_root), "--gpus", "0", "--results-dir", str(tmp_path)])
+    assert list(tmp_path.iterdir()) == []  # nothing started
+    assert run.parse_args(["--space", "font", "--allow-small-split"]).allow_small_split

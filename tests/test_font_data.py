@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +15,9 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw
 
 from hpsearch.plumbing.errors import UsageError
+from hpsearch.trainables.data import font_bundle
 from hpsearch.trainables.data.font import FONT_CLASSES, load_font, validate_classes
+from hpsearch.trainables.data.font_bundle import OPEN_LICENSES, PACKAGES, bundle_families
 from hpsearch.trainables.data.font_folders import load_imagefolder
 from hpsearch.trainables.data.font_render import (
     STYLES,
@@ -24,11 +27,17 @@ from hpsearch.trainables.data.font_render import (
     design_groups,
     design_name,
     discover_fonts,
+    face_schedule,
     render_class,
     render_splits,
+    split_fonts,
     split_sizes,
 )
+from hpsearch.trainables.data.font_split import MIN_EVAL_FAMILIES, check_families
 from hpsearch.trainables.data.registry import DATASETS
+from hpsearch.trainables.data.splits import Split, Splits
+
+REPO = Path(__file__).resolve().parent.parent
 
 MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 SMALL = "0Aa"  # a digit, an upper- and a lower-case letter: labels 0, 1, 2
@@ -97,11 +106,43 @@ def test_render_splits_is_deterministic_per_seed_and_worker_count(split_faces):
     assert a.digest() != c.digest()
 
 
-def test_render_class_does_not_depend_on_the_other_classes(split_faces):
+def test_a_class_renders_the_same_in_any_class_list(split_faces):
     # 'A' is label 1 in "0A" and label 0 in "A"; its images must be the same bytes.
-    with_digit = render_splits("0A", split_faces, seed=0, counts={"train": 3, "val": 1, "test": 1})
-    alone = render_class("A", split_faces["train"], 0, 3)
-    assert torch.equal(with_digit.train.x[3:, 0], torch.from_numpy(alone))
+    counts = {"train": 3, "val": 1, "test": 1}
+    with_digit = render_splits("0A", split_faces, seed=0, counts=counts)
+    alone = render_splits("A", split_faces, seed=0, counts=counts)
+    assert torch.equal(with_digit.train.x[3:], alone.train.x)
+    # render_class draws sample i with face i: what the schedule hands it.
+    faces = face_schedule(split_faces["train"], "A", 0, 3)
+    assert torch.equal(alone.train.x[:, 0], torch.from_numpy(render_class("A", faces, 0, 3)))
+
+
+def test_face_schedule_takes_design_groups_in_turn_and_classes_together_show_them_all(faces):
+    families = sorted({f.font.family for f in faces})
+    group_of = {f: f for f in families} | {"DejaVu Serif": "DejaVu Sans"}  # two families, one group
+    groups = set(group_of.values())
+    one_round = face_schedule(faces, "A", 0, len(groups), group_of=group_of)
+    # One image per group before any group's second: a group of two families is no more frequent.
+    assert sorted(group_of[f.font.family] for f in one_round) == sorted(groups)
+    # Styles rotate: a round draws several styles, not every group's normal face.
+    assert len({f.style for f in one_round}) > 1
+    # Two images per class: each class starts elsewhere, so together they show every group.
+    drawn = [f for c in FONT_CLASSES for f in face_schedule(faces, c, 0, 2, group_of=group_of)]
+    shown = {group_of[f.font.family] for f in drawn}
+    assert shown == groups
+    assert face_schedule(faces, "A", 0, 5) == face_schedule(list(reversed(faces)), "A", 0, 5)  # order-free
+
+
+def test_render_splits_counts_the_groups_its_images_show(split_faces):
+    # train holds DejaVu Sans and STIXGeneral: one image of one class shows one of them, two show both.
+    one = render_splits("A", split_faces, seed=0, counts={"train": 1, "val": 1, "test": 1})
+    two_each = {"train": 2, "val": 1, "test": 1}
+    two = render_splits("A", split_faces, seed=0, counts=two_each)
+    assert one.families == {"train": 1, "val": 1, "test": 1}
+    assert two.families == {"train": 2, "val": 1, "test": 1}
+    merged = {"DejaVu Sans": "g", "STIXGeneral": "g"}  # one design group: counted once
+    grouped = render_splits("A", split_faces, seed=0, counts=two_each, group_of=merged)
+    assert grouped.families["train"] == 1
 
 
 def test_render_splits_draws_each_split_from_its_own_faces_only(split_faces):
@@ -129,7 +170,7 @@ def test_discover_fonts_keeps_only_fonts_that_draw_every_class(faces):
     for dropped in ("cmsy10.ttf", "cmex10.ttf", "STIXSizOneSymReg.ttf", "LastResortHE-Regular.ttf"):
         assert dropped not in names
     assert {"DejaVuSans.ttf", "cmr10.ttf", "STIXGeneral.ttf"} <= names
-    order = [(f.family, STYLES.index(f.style), f.sha256) for f in fonts]
+    order = [(f.family, STYLES.index(f.style), f.weight, f.sha256) for f in fonts]
     assert order == sorted(order)
 
 
@@ -239,7 +280,8 @@ def test_load_font_generates_splits_by_family_and_writes_manifest(tmp_path, caps
     for face in manifest["faces"]:
         assert sum(face["family"] in f for f in families) == 1
     out = capsys.readouterr().out
-    assert "train 6 (" in out and "families in" in out
+    assert "train 6 (" in out and "design groups" in out
+    assert len(manifest["bundle"]) == len(PACKAGES) and manifest["options"]["system_fonts"] is False
 
 
 def _glyph_png(path: Path, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
@@ -296,6 +338,122 @@ def test_load_font_rejects_bad_source_and_classes(tmp_path):
         validate_classes("AAb")
     with pytest.raises(UsageError, match="train"):
         load_font(tmp_path, work_dir=tmp_path / "work", download=False, seed=0, train=0)
+
+
+
+# The pinned font bundle: the default data, the same on every machine
+
+
+def test_bundle_pins_are_the_pyproject_pins():
+    tomllib = pytest.importorskip("tomllib")
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = dict(d.split("==") for d in deps if d.startswith(font_bundle.PREFIX))
+    assert pins == {font_bundle.PREFIX + slug: version for slug, version in PACKAGES.items()}
+
+
+def test_bundle_is_installed_as_pinned_with_open_licences():
+    families, dropped = bundle_families()
+    assert len(families) == len(PACKAGES) >= 100 and dropped == {}
+    assert {f.license for f in families} <= set(OPEN_LICENSES)
+    files = [p for f in families for p in f.files]
+    assert all(f.files for f in families) and all(p.suffix in (".ttf", ".otf") and p.is_file() for p in files)
+
+
+def test_bundle_refuses_a_missing_package_or_another_version():
+    with pytest.raises(UsageError, match=r"fontpkg-abel 1\.3 \(pinned 0\.1\).*pip install -e \."):
+        bundle_families({"abel": "0.1"})
+    with pytest.raises(UsageError, match="fontpkg-no-such-family missing"):
+        bundle_families({"no-such-family": "1.0"})
+    assert [f.version for f in bundle_families({"acme": "1.2"})[0]] == ["1.2"]  # 1.2 is 1.002 (PEP 440)
+
+
+def test_bundle_leaves_out_a_family_without_an_open_licence(monkeypatch):
+    real = metadata.distribution
+
+    class Relicensed:
+        def __init__(self, dist, license):
+            self.version, self.files, self.locate_file = dist.version, dist.files, dist.locate_file
+            self.metadata = {"License-Expression": license} if license else {}
+
+    licences = {"fontpkg-abel": "LicenseRef-Proprietary", "fontpkg-acme": None}
+    monkeypatch.setattr(
+        font_bundle.metadata,
+        "distribution",
+        lambda name: Relicensed(real(name), licences[name]) if name in licences else real(name),
+    )
+    families, dropped = bundle_families({slug: PACKAGES[slug] for slug in ("abel", "acme", "anton")})
+    assert [f.package for f in families] == ["fontpkg-anton"]
+    assert dropped == {
+        "fontpkg-abel": "licence LicenseRef-Proprietary",
+        "fontpkg-acme": "licence not declared",
+    }
+
+
+@pytest.fixture(scope="module")
+def default_font_data(tmp_path_factory):
+    """The default generated data, one image per class and split: its splits and manifest."""
+    root = tmp_path_factory.mktemp("default_font")
+    splits = load_font(root, work_dir=root / "work", download=False, seed=0, train=1, val=1, test=1)
+    return splits, json.loads((root / "work" / "font-generated" / "manifest-0.json").read_text())
+
+
+def test_default_font_data_is_the_bundle_alone_with_at_least_100_families(default_font_data):
+    _, manifest = default_font_data
+    bundle_dirs = {str(metadata.distribution(name).locate_file("")) for name in manifest["bundle"]}
+    packages = {Path(face["path"]).parent.parent.name for face in manifest["faces"]}
+    # Nothing from matplotlib or the machine's folders: every face is a file of a pinned package.
+    assert all(any(face["path"].startswith(d) for d in bundle_dirs) for face in manifest["faces"])
+    assert len(packages) == len(PACKAGES)
+    groups = {name: part["groups"] for name, part in manifest["splits"].items()}
+    assert sum(map(len, groups.values())) >= 100
+    assert min(len(groups["val"]), len(groups["test"])) >= MIN_EVAL_FAMILIES
+
+
+def test_default_font_split_is_the_same_twice_in_any_file_order(default_font_data):
+    _, manifest = default_font_data
+    families, _ = bundle_families()
+    files = [path for family in families for path in family.files]
+    again = split_fonts(FONT_CLASSES, seed=0, sources=list(reversed(files)))
+    for name, part in manifest["splits"].items():
+        assert again.groups[name] == part["groups"]
+        assert again.families(name) == part["families"]
+
+
+def _splits_with(families: dict[str, int]) -> Splits:
+    one = Split(torch.zeros((1, 1, 2, 2), dtype=torch.uint8), torch.zeros(1, dtype=torch.int64))
+    return Splits(one, one, one, ["a"], families=families)
+
+
+def test_check_families_prints_the_counts_on_one_line(capsys):
+    check_families(_splits_with({"train": 104, "val": 13, "test": 13}), allow_small_split=False)
+    assert capsys.readouterr().err == "font data: 130 families -> train 104, val 13, test 13\n"
+    check_families(_splits_with({}), allow_small_split=False)  # not split by font family: nothing to say
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "val, test, refused",
+    [(1, 3, "val and test"), (4, 9, "val"), (9, 4, "test"), (MIN_EVAL_FAMILIES, MIN_EVAL_FAMILIES, None)],
+)
+def test_check_families_refuses_a_small_val_or_test_unless_allowed(capsys, val, test, refused):
+    small = _splits_with({"train": 9, "val": val, "test": test})
+    if refused is None:
+        check_families(small, allow_small_split=False)
+        assert f"val {val}, test {test}" in capsys.readouterr().err
+        return
+    with pytest.raises(UsageError) as err:
+        check_families(small, allow_small_split=False)
+    message = str(err.value)
+    assert f"{refused} need at least {MIN_EVAL_FAMILIES}" in message and "--allow-small-split" in message
+    assert "\n" not in message and capsys.readouterr().err == ""  # the error is the one line
+    check_families(small, allow_small_split=True)
+    said = f"font data: {9 + val + test} families -> train 9, val {val}, test {test}\n"
+    assert capsys.readouterr().err == said
+
+
+def test_load_font_system_fonts_must_be_a_bool(tmp_path):
+    with pytest.raises(UsageError, match="system_fonts must be True or False"):
+        load_font(tmp_path, work_dir=tmp_path / "w", download=False, seed=0, system_fonts="yes")
 
 
 @pytest.mark.slow

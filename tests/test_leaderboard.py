@@ -23,6 +23,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.reports.leaderboard import write_report
 from hpsearch.reports.rungs import RungCheck, first_rung_against_last
@@ -78,18 +79,18 @@ def log_search(
     search_id: str | None = None,
 ) -> None:
     tags = {
-        "hpsearch.role": "search",
-        "hpsearch.search": name,
-        "hpsearch.task": "font",
-        "hpsearch.metric": "val_acc",
-        "hpsearch.mode": "max",
-        "hpsearch.code_version": "abc1234",
-        "hpsearch.command": "python search/run.py --space spaces/font.py --quick",
+        tag.ROLE: "search",
+        tag.SEARCH: name,
+        tag.TASK: "font",
+        tag.METRIC: "val_acc",
+        tag.MODE: "max",
+        tag.CODE_VERSION: "abc1234",
+        tag.COMMAND: "python search/run.py --space spaces/font.py --quick",
     }
     if study is not None:
-        tags["hpsearch.study"] = str(study)
+        tags[tag.STUDY] = str(study)
     if search_id is not None:
-        tags["hpsearch.search_id"] = search_id
+        tags[tag.SEARCH_ID] = search_id
     parent = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
     # Some of the search settings MlflowTracker logs on the search's run, as it writes them.
     settings = dict(trials=len(trials), trial_budget_s=150.0, max_epochs=4, reports_per_epoch=1)
@@ -102,14 +103,14 @@ def log_search(
             run_name=trial_id,
             tags={
                 "mlflow.parentRunId": parent,
-                "hpsearch.role": "trial",
-                "hpsearch.search": name,
-                "hpsearch.task": "font",
-                "hpsearch.trial_id": trial_id,
-                "hpsearch.fate": fate,
-                "hpsearch.baseline": "true" if baseline else "false",
-                "hpsearch.device": "cpu",
-                **({"hpsearch.error": "RuntimeError: out of memory"} if fate == "failed" else {}),
+                tag.ROLE: "trial",
+                tag.SEARCH: name,
+                tag.TASK: "font",
+                tag.TRIAL_ID: trial_id,
+                tag.FATE: fate,
+                tag.BASELINE: "true" if baseline else "false",
+                tag.DEVICE: "cpu",
+                **({tag.ERROR: "RuntimeError: out of memory"} if fate == "failed" else {}),
             },
         ).info.run_id
         metrics = []

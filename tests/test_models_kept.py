@@ -26,6 +26,7 @@ from PIL import Image
 from ray.tune import Checkpoint
 from search_helpers import tiny_data, write_tiny_space
 
+from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.cli import run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search import export, predict, trainable
@@ -161,6 +162,7 @@ def test_keep_checkpoints_keeps_the_ranked_and_deletes_the_rest(tmp_path):
         folder = tmp_path / trial_id / "checkpoint_000000"
         folder.mkdir(parents=True)
         (folder / MODEL_FILE).write_bytes(b"weights")
+        (folder / INFO_FILE).write_text("{}")  # a finished trial's: its kept model's, not a mid-trial state
         checkpoint = Checkpoint.from_directory(folder)
         return SimpleNamespace(
             metrics={"trial_id": trial_id}, path=str(tmp_path / trial_id), checkpoint=checkpoint,
@@ -219,7 +221,7 @@ def search(ray_session, tmp_path_factory):
         had=had,
         top=list(top["trial_id"]),
         models=models,
-        runs={r.data.tags["hpsearch.trial_id"]: r for r in runs},
+        runs={r.data.tags[tag.TRIAL_ID]: r for r in runs},
     )
 
 
@@ -243,7 +245,7 @@ def test_kept_models_are_the_trials_mlflow_models(search, tmp_path):
         model = search.client.get_logged_model(run.data.tags[MODEL_TAG])
         assert run.data.tags[RANK_TAG] == str(kept.rank)
         assert model.status == "READY" and model.name == "model" and model.source_run_id == run.info.run_id
-        assert model.tags["hpsearch.trial_id"] == kept.trial_id and model.tags["hpsearch.rank"] == str(
+        assert model.tags[tag.TRIAL_ID] == kept.trial_id and model.tags[tag.RANK] == str(
             kept.rank
         )
         uri = f"runs:/{run.info.run_id}/model"
@@ -475,4 +477,4 @@ def test_a_resumed_search_keeps_its_models_in_step(small_search):
     # t_00001's model is the one logged first, not a second copy, now ranked first.
     assert runs["t_00001"][MODEL_TAG] == first["t_00001"] and runs["t_00001"][RANK_TAG] == "1"
     (left,) = client.search_logged_models([tracker._experiment_id])
-    assert left.model_id == first["t_00001"] and left.tags["hpsearch.rank"] == "1"
+    assert left.model_id == first["t_00001"] and left.tags[tag.RANK] == "1"

@@ -119,16 +119,6 @@ def test_digest_is_stable_across_loads_and_caches_and_says_its_source(root, tmp_
     assert other.digest() != fresh.digest()
 
 
-def test_a_cache_from_before_sources_were_kept_is_described_by_its_key(root, tmp_path):
-    prepare("mnist", root / "data", cache_dir=tmp_path, download=False, val_size=50)
-    (path,) = tmp_path.glob("mnist-*.pt")
-    payload = torch.load(path, weights_only=True)
-    del payload["source"]
-    torch.save(payload, path)
-    old = prepare("mnist", root / "data", cache_dir=tmp_path, download=False, val_size=50)
-    assert old.source == f"mnist from {root / 'data'} [val_size=50, seed=0]"
-
-
 def test_quick_data_says_which_subset_it_is(root):
     space = load_space(root / "tiny_mnist.py")
     data = load_space_data(space, root / "data", cache_dir=root / "cache", quick=True, download=False)

@@ -21,6 +21,7 @@ from hpsearch.search.plan import (
     EpochTime,
     Plan,
     measure_epoch,
+    measure_epoch_where_trials_run,
     plan_reports,
     wall_estimate_s,
 )
@@ -104,6 +105,32 @@ def test_measure_epoch_scales_a_few_batches_to_the_whole_split(tmp_path, monkeyp
     assert epoch.val_s == pytest.approx(0.002 * 200)
     # The probe's span less its validation, scaled from 192 images to 1,000 (set-up included).
     assert epoch.train_s == pytest.approx((0.5 + 0.01 * probe) * 1000 / probe)
+
+
+def test_the_plan_is_timed_in_a_ray_task_holding_one_trials_resources(ray_session, tmp_path):
+    space_path = str(write_tiny_space(tmp_path))
+    space, data = load_space(space_path), tiny_data()
+    settings = SearchSettings(cpus_per_trial=1, gpus_per_trial=1)
+    epoch, device = measure_epoch_where_trials_run(space, data, settings)
+    assert epoch.train_s > 0 and epoch.val_s > 0
+    if torch.cuda.is_available():
+        assert not device.startswith("cpu")  # the GPU's name
+    else:  # ray_session's GPUs are logical: the task held one, and torch found no CUDA with it
+        assert device.startswith("cpu (Ray gave it GPU ") and device.endswith("torch sees none)")
+    _, device = measure_epoch_where_trials_run(space, data, SearchSettings(cpus_per_trial=1))
+    assert device == "cpu"  # a CPU trial's task holds no GPU
+    # The search's plan says where it measured.
+    args = hpsearch.search.run.parse_args(["--space", space_path, "--gpus", "0", "--trial-budget", "60"])
+    plan = hpsearch.search.run.plan_search(args, space, SearchSettings(trial_budget_s=60), data)
+    assert plan.epoch is not None and "on a trial's cpu," in plan.why
+
+
+def test_a_plan_that_no_node_has_room_to_time_goes_unmeasured(ray_session, tmp_path):
+    space = load_space(write_tiny_space(tmp_path))
+    started = time.monotonic()
+    # ray_session has 2 CPUs: a task asking for a trial's 3 waits, and is given up after 1 s.
+    timed = measure_epoch_where_trials_run(space, tiny_data(), SearchSettings(cpus_per_trial=3), timeout_s=1)
+    assert timed is None and time.monotonic() - started < 10
 
 
 def run_cli(tmp_path: Path, *extra: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 The smoke search logs to a real `mlflow server` on loopback (a subprocess, artifacts proxied
 over HTTP as on a team server); the others log to the default SQLite store in a tmp directory.
+Tags are checked and queried by their literal names: the schema a user queries MLflow by.
 """
 
 from __future__ import annotations
@@ -21,13 +22,18 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import optuna
 import pytest
 import ray.cloudpickle
 import torch
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
+from hpsearch.search.mlflow_buffer import BufferedMlflow
+from hpsearch.search.searcher import MLFLOW_RUN_ATTR, STUDY_FILE, TUNE_TRIAL_ATTR, make_searcher
 from hpsearch.search.space import load_space
 from hpsearch.search.summary import trials_frame
 from hpsearch.search.tracking import METRICS, MlflowTracker, code_version
@@ -218,7 +224,10 @@ def eight(ray_session, empty_store, space, data, tmp_path_factory):
         results = build_tuner(space, settings, data, experiment_dir, [tracker], quick_trial).fit()
     frame = trials_frame(results, space, settings).set_index("trial_id")
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    return SimpleNamespace(client=client, results=results, frame=frame)
+    study = optuna.load_study(
+        study_name="eight", storage=JournalStorage(JournalFileBackend(str(experiment_dir / STUDY_FILE)))
+    )
+    return SimpleNamespace(client=client, results=results, frame=frame, study=study)
 
 
 def test_tracker_loses_nothing_with_8_concurrent_trials(eight):
@@ -255,6 +264,31 @@ def test_trial_that_dies_leaves_its_run_marked_failed(eight):
         assert "hpsearch.error" not in run.data.tags
 
 
+def test_each_optuna_trial_names_its_mlflow_run(eight):
+    # What a user of optuna-dashboard on the search's journal sees: each trial's Tune trial and run.
+    runs = {r.data.tags["hpsearch.trial_id"]: r.info.run_id for r in trial_runs(eight.client, "eight")}
+    attrs = [t.user_attrs for t in eight.study.get_trials(deepcopy=False)]
+    assert len(attrs) == 8 and {a[TUNE_TRIAL_ATTR] for a in attrs} == set(runs)
+    assert {a[TUNE_TRIAL_ATTR]: a[MLFLOW_RUN_ATTR] for a in attrs} == runs
+
+
+def test_a_trials_run_is_noted_in_its_optuna_trial(space, default_store, tmp_path):
+    # No Ray: the searcher asks Optuna for a trial as Tune would, then the tracker starts its run.
+    experiment_dir = tmp_path / "results" / "noted"
+    experiment_dir.mkdir(parents=True)
+    settings = SearchSettings(trials=2, max_epochs=1)
+    searcher = make_searcher(space, seed=0, results_dir=experiment_dir, n_startup_trials=1)
+    searcher.suggest("noted_00000")
+    tracker = tracker_for(space, settings, experiment_dir)
+    tracker.setup()
+    tracker.on_trial_start(0, [], SimpleNamespace(trial_id="noted_00000", config={}, last_result={}))
+    tracker.on_trial_start(0, [], SimpleNamespace(trial_id="unasked_00001", config={}, last_result={}))
+    journal = JournalStorage(JournalFileBackend(str(experiment_dir / STUDY_FILE)))
+    (trial,) = optuna.load_study(study_name="noted", storage=journal).get_trials()
+    (run,) = [r for r in trial_runs(default_store, "noted") if r.info.run_name == "noted_00000"]
+    assert trial.user_attrs == {TUNE_TRIAL_ATTR: "noted_00000", MLFLOW_RUN_ATTR: run.info.run_id}
+
+
 def test_resumed_search_replaces_a_restarted_trials_run(space, default_store, tmp_path):
     settings = SearchSettings(trials=2, max_epochs=3)
     tracker = tracker_for(space, settings, tmp_path / "results" / "resumed")
@@ -269,8 +303,9 @@ def test_resumed_search_replaces_a_restarted_trials_run(space, default_store, tm
     assert parent.info.status == "KILLED"  # a trial never ended: the search was interrupted
 
     # --resume: Tune unpickles the tracker it pickled with the tuner, with no client or run ids.
+    assert not [v for v in tracker.__getstate__().values() if isinstance(v, (BufferedMlflow, MlflowClient))]
     again = pickle.loads(pickle.dumps(tracker))
-    assert again._client is None and again._runs == {}
+    assert again._runs == {} and again._parent_id is None
     again.setup()
     (cut_short,) = trial_runs(default_store, "resumed")
     again.on_trial_start(0, [], trial)  # the trial trains again from epoch 1
@@ -480,7 +515,7 @@ def _trial(trial_id: str) -> SimpleNamespace:
 def test_a_server_killed_and_restarted_mid_search_loses_nothing(
     space, empty_store, tmp_path, caplog, monkeypatch
 ):
-    monkeypatch.setattr("hpsearch.search.tracking.PROBE_EVERY_S", 0.0)  # ask at every call whether it is back
+    monkeypatch.setattr("hpsearch.search.mlflow_buffer.PROBE_EVERY_S", 0.0)  # ask at every call if it is back
     db, port, log_path = tmp_path / "mlflow.db", _free_port(), tmp_path / "server.log"
     shutil.copy(empty_store, db)
     url = f"http://127.0.0.1:{port}"

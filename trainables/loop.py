@@ -9,7 +9,8 @@ report is exactly the prefix of the same run continued (docs/search-design.md).
 
 The budget is the run's whole cost: its clock starts with the caller's set-up (``started``),
 and training stops early enough to leave the validation pass that ends every report its time.
-Every report's ``val_loss`` and ``val_acc`` are on the whole validation split.
+Every report's ``val_loss`` and ``val_acc`` are on the whole validation split; the run keeps
+the weights of its best report by the search's metric.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ REPORT_METRICS = (
 FIT_MARGIN = 1.05
 MIN_PART = 0.25  # a last, partial report trains at least this share of a report
 VAL_PROBE = 256  # images timed before training, to predict the first validation pass
+KEEP_METRICS = ("val_acc", "val_loss")  # what may pick the report whose weights a run keeps
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,12 @@ class Horizon:
 
 @dataclass
 class TrainResult:
-    model: nn.Module  # holding the best report's weights
+    model: nn.Module  # holding the kept report's weights
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0  # the best report's number (an epoch when reporting once per epoch)
-    best_val_acc: float = 0.0
+    best_epoch: int = 0  # the kept report's number (an epoch when reporting once per epoch)
+    best_val_acc: float = 0.0  # the kept report's val_acc
+    metric: str = "val_acc"  # what chose the kept report (``train``'s metric and mode)
+    best_value: float | None = None  # the kept report's ``metric``
     stopped: str = COMPLETED
     train_time_s: float = 0.0
     n_params: int = 0
@@ -99,6 +103,50 @@ def pick_device(gpus: float) -> torch.device:
     return torch.device("cuda") if gpus > 0 and torch.cuda.is_available() else torch.device("cpu")
 
 
+@dataclass
+class _Run:
+    """One run's state: what ``train`` sets up, and where its reports have got to."""
+
+    task: Task
+    config: dict[str, Any]
+    data: Splits
+    device: torch.device
+    horizon: Horizon
+    budget_s: float
+    started: float  # clock() when the budget's clock started
+    clock: Callable[[], float]
+    metric: str  # what picks the kept report, in mode
+    mode: str
+    model: nn.Module
+    net: nn.Module  # what runs the batches: the model, or the model compiled (sharing its parameters)
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    autocast: Any
+    scaler: torch.amp.GradScaler | None
+    memory_format: torch.memory_format
+    gen: torch.Generator
+    batches: Iterator[tuple[torch.Tensor | None, int]]
+    shuffle: dict[str, torch.Tensor]  # the generator's state before this epoch's shuffle (_batches)
+    result: TrainResult
+    best_state: dict[str, torch.Tensor]
+    planned: int  # the reports it plans to make (fewer once a fitted horizon shrinks)
+    seen: int = 0  # training images seen
+    report_no: int = 0
+    slowest_train: float = 0.0  # the slowest training of a whole report so far, seconds
+    # Training stops this long before the deadline, so that the validation pass ending the
+    # report still fits: predicted from a probe at first (an untrained model's forward costs
+    # what a trained one's does), then the last pass as measured.
+    val_s: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.data.train)
+
+    @property
+    def per_epoch(self) -> int:
+        return self.horizon.reports_per_epoch
+
+
 def train(
     task: Task,
     config: dict[str, Any],
@@ -108,36 +156,96 @@ def train(
     budget_s: float = 600.0,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     keep_best: bool = True,
+    metric: str = "val_acc",
+    mode: str = "max",
     horizon: Horizon | None = None,
     started: float | None = None,
     precision: Precision | None = None,
     compile_mode: str = "off",
+    clock: Callable[[], float] = time.perf_counter,
+    start: dict[str, Any] | None = None,
+    on_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train ``task``'s model under ``config`` on ``data`` (already on ``device``).
 
-    ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``started`` is the
-    ``time.perf_counter()`` at which the budget's clock started (default: now), so a caller's
-    own set-up (a trial's data hand-over) counts against the budget too. ``precision`` defaults
-    to what the device does best (``choose_precision``); ``compile_mode`` says whether a CUDA run
-    is compiled (trainables/compiled.py: ``auto``, ``on`` or ``off``). The returned model
-    holds the best validation report's weights, or with ``keep_best`` False the last one's (when
-    validation data was trained on, its accuracy picks nothing).
+    ``horizon`` defaults to ``config["epochs"]``, one report per epoch. ``clock`` is the budget's
+    clock, in seconds (a test's fake one makes the budget independent of the machine's speed);
+    ``started`` is its reading when the budget started (default: now), so a caller's own set-up
+    (a trial's data hand-over) counts against the budget too. ``precision`` defaults to what the
+    device does best (``choose_precision``); ``compile_mode`` says whether a CUDA run is compiled
+    (trainables/compiled.py: ``auto``, ``on`` or ``off``). The returned model holds the weights
+    of the report best by ``metric`` (``val_acc`` or ``val_loss``) in ``mode`` (``max`` or
+    ``min``), the search's own; with ``keep_best`` False the last report's (when validation data
+    was trained on, its scores pick nothing).
+
+    ``on_state`` gets, before each report's ``on_epoch`` while the run goes on, what it takes to
+    go on from that report (tensors shared with the run: save them before returning); ``start``,
+    such a state, goes on from its report as the run would have, its time counted in the budget.
     """
-    started = time.perf_counter() if started is None else started
-    horizon = horizon or Horizon(float(config["epochs"]))
+    if metric not in KEEP_METRICS or mode not in ("max", "min"):
+        raise ValueError(f"keep the best report by one of {KEEP_METRICS}, max or min; got {metric} {mode}")
+    run = _set_up(
+        task,
+        config,
+        data,
+        device=device,
+        horizon=horizon or Horizon(float(config["epochs"])),
+        budget_s=budget_s,
+        started=clock() if started is None else started,
+        clock=clock,
+        metric=metric,
+        mode=mode,
+        precision=precision or choose_precision(device),
+        compile_mode=compile_mode,
+    )
+    if start is not None:
+        _resume(run, start)
+    while run.report_no < run.planned:
+        report = _next_report(run)
+        run.result.history.append(report)
+        if on_state is not None and not report["stopped"]:
+            on_state(_state(run, elapsed_s=report["time_total_s"]))
+        if on_epoch is not None:
+            on_epoch(report)
+        if report["stopped"]:
+            break
+    run.result.train_time_s = run.clock() - run.started
+    if keep_best:
+        run.model.load_state_dict(run.best_state)
+    return run.result
+
+
+def _set_up(
+    task: Task,
+    config: dict[str, Any],
+    data: Splits,
+    *,
+    device: torch.device,
+    horizon: Horizon,
+    budget_s: float,
+    started: float,
+    clock: Callable[[], float],
+    metric: str,
+    mode: str,
+    precision: Precision,
+    compile_mode: str,
+) -> _Run:
+    """The seeded model, its optimizer and schedule, compiled if wanted, and the first
+    validation pass predicted: a run ready for its first report."""
     torch.manual_seed(config["seed"])
     gen = torch.Generator(device=device).manual_seed(config["seed"])
-    model = build_task_model(task, config).to(device)
-    cuda = device.type == "cuda"
     memory_format = memory_format_for(device, task)
-    model = model.to(memory_format=memory_format)
+    model = build_task_model(task, config).to(device).to(memory_format=memory_format)
     optimizer = build_optimizer(model, config)
-    schedule = Schedule(optimizer, config, horizon.epochs)
-    precision = precision or choose_precision(device)
-    autocast, scaler = precision.autocast(), precision.grad_scaler()
-    result = TrainResult(model=model, n_params=count_params(model), horizon_epochs=horizon.epochs)
-    result.precision = precision.name
-    if cuda:
+    autocast = precision.autocast()
+    result = TrainResult(
+        model=model,
+        n_params=count_params(model),
+        horizon_epochs=horizon.epochs,
+        precision=precision.name,
+        metric=metric,
+    )
+    if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     best_state = copy.deepcopy(model.state_dict())
     # What runs the batches: the model, or the model compiled (sharing its parameters), compiled
@@ -150,98 +258,163 @@ def train(
 
         net, result.compile_s = compile_for_training(model, warm_up)
     result.compiled = net is not model
+    shuffle: dict[str, torch.Tensor] = {}
+    return _Run(
+        task=task,
+        config=config,
+        data=data,
+        device=device,
+        horizon=horizon,
+        budget_s=budget_s,
+        started=started,
+        clock=clock,
+        metric=metric,
+        mode=mode,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        schedule=Schedule(optimizer, config, horizon.epochs),
+        autocast=autocast,
+        scaler=precision.grad_scaler(),
+        memory_format=memory_format,
+        gen=gen,
+        batches=_batches(len(data.train), config["batch_size"], gen, shuffle),
+        shuffle=shuffle,
+        result=result,
+        best_state=best_state,
+        planned=horizon.reports,
+        val_s=_time_validation(net, data.val, task, autocast, memory_format, clock),
+    )
 
-    n, per_epoch = len(data.train), horizon.reports_per_epoch
-    batches = _batches(n, config["batch_size"], gen)
-    planned, seen, slowest_train = horizon.reports, 0, 0.0
-    # Training stops this long before the deadline, so that the validation pass ending the
-    # report still fits: predicted from a probe at first (an untrained model's forward costs
-    # what a trained one's does), then the last pass as measured.
-    val_s = _time_validation(net, data.val, task, autocast, memory_format)
-    report_no = 0
-    while report_no < planned:
-        report_no += 1
-        span_start = time.perf_counter()
-        seen_before = seen
-        until = round(min(report_no / per_epoch, result.horizon_epochs) * n)
-        net.train()
-        lr = schedule.set(seen / n)
-        train_loss, train_acc, seen, out_of_time = _train_span(
-            net,
-            data.train,
-            batches,
-            seen,
-            until,
-            task,
-            config,
-            schedule,
-            optimizer,
-            autocast,
-            memory_format,
-            gen,
-            deadline=started + budget_s - FIT_MARGIN * val_s,
-            scaler=scaler,
-        )
-        val_started = time.perf_counter()
-        val_loss, val_acc = evaluate(net, data.val, task, autocast, memory_format)
-        now = time.perf_counter()
-        val_s = now - val_started
-        span_s = now - span_start
-        share = (seen - seen_before) / n * per_epoch  # of a whole report's training
-        if share > 0:
-            slowest_train = max(slowest_train, (span_s - val_s) / share)
-        if report_no == 1 and horizon.fit_budget:
-            fits = _reports_that_fit(budget_s - (now - started), slowest_train, val_s)
-            if 1 + fits < result.horizon_epochs * per_epoch:
-                planned = math.ceil(1 + fits - 1e-9)
-                result.horizon_epochs = schedule.horizon_epochs = (1 + fits) / per_epoch
-        # A diverged report's weights are NaN: never keep them as the best, even the first.
-        if math.isfinite(train_loss) and (val_acc > result.best_val_acc or not result.best_epoch):
-            result.best_epoch, result.best_val_acc = report_no, val_acc
-            best_state = copy.deepcopy(model.state_dict())
 
-        if not math.isfinite(train_loss):
-            result.stopped = DIVERGED
-        elif out_of_time:
-            result.stopped = BUDGET  # cut short by the deadline mid-span
-        elif report_no == planned:
-            result.stopped = COMPLETED
-        elif (
-            now - started + _next_report_s(report_no, per_epoch, result.horizon_epochs, slowest_train, val_s)
-            > budget_s
-        ):
-            # Predicted from the slowest training so far, so a run never starts a report it
-            # can't finish.
-            result.stopped = BUDGET
-        else:
-            result.stopped = ""
-        report = {
-            "epoch": report_no,
-            "epochs_done": seen / n,
-            "horizon_epochs": result.horizon_epochs,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": lr,
-            "epoch_time_s": span_s,
-            "time_total_s": now - started,
-            "stopped": result.stopped,  # empty while the run goes on
-            "precision": precision.name,
-            "compiled": result.compiled,
-        }
-        if cuda:  # read at the report's sync: no extra one
-            report["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-        result.history.append(report)
-        if on_epoch is not None:
-            on_epoch(report)
-        if result.stopped:
-            break
+def _next_report(run: _Run) -> dict[str, Any]:
+    """Train up to the next report, validate, keep the weights if they are the best so far, and
+    say whether the run stops here: the report."""
+    result = run.result
+    run.report_no += 1
+    span_start = run.clock()
+    seen_before = run.seen
+    until = round(min(run.report_no / run.per_epoch, result.horizon_epochs) * run.n)
+    run.net.train()
+    lr = run.schedule.set(run.seen / run.n)
+    deadline = run.started + run.budget_s - FIT_MARGIN * run.val_s
+    train_loss, train_acc, out_of_time = _train_span(run, until, deadline)
+    val_started = run.clock()
+    val_loss, val_acc = evaluate(run.net, run.data.val, run.task, run.autocast, run.memory_format)
+    now = run.clock()
+    run.val_s = now - val_started
+    span_s = now - span_start
+    share = (run.seen - seen_before) / run.n * run.per_epoch  # of a whole report's training
+    if share > 0:
+        run.slowest_train = max(run.slowest_train, (span_s - run.val_s) / share)
+    if run.report_no == 1 and run.horizon.fit_budget:
+        _fit_horizon(run, left_s=run.budget_s - (now - run.started))
+    _keep_if_best(run, train_loss, {"val_loss": val_loss, "val_acc": val_acc})
+    result.stopped = _why_stopped(run, train_loss, out_of_time, elapsed_s=now - run.started)
+    report = {
+        "epoch": run.report_no,
+        "epochs_done": run.seen / run.n,
+        "horizon_epochs": result.horizon_epochs,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": lr,
+        "epoch_time_s": span_s,
+        "time_total_s": now - run.started,
+        "stopped": result.stopped,  # empty while the run goes on
+        "precision": result.precision,
+        "compiled": result.compiled,
+    }
+    if run.device.type == "cuda":  # read at the report's sync: no extra one
+        report["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(run.device) / 2**30
+    return report
 
-    result.train_time_s = time.perf_counter() - started
-    if keep_best:
-        model.load_state_dict(best_state)
-    return result
+
+def _fit_horizon(run: _Run, left_s: float) -> None:
+    """After the first report: shrink the horizon to the reports ``left_s`` still fits."""
+    fits = _reports_that_fit(left_s, run.slowest_train, run.val_s)
+    if 1 + fits < run.result.horizon_epochs * run.per_epoch:
+        run.planned = math.ceil(1 + fits - 1e-9)
+        run.result.horizon_epochs = run.schedule.horizon_epochs = (1 + fits) / run.per_epoch
+
+
+def _keep_if_best(run: _Run, train_loss: float, scores: dict[str, float]) -> None:
+    """Keep the report's weights if its ``run.metric`` is the best so far (a tie keeps the earlier)."""
+    result, value = run.result, scores[run.metric]
+    best = result.best_value
+    better = best is None or (value > best if run.mode == "max" else value < best)
+    # A diverged report's weights are NaN: never keep them as the best, even the first.
+    if math.isfinite(train_loss) and better:
+        result.best_epoch, result.best_value, result.best_val_acc = run.report_no, value, scores["val_acc"]
+        run.best_state = copy.deepcopy(run.model.state_dict())
+
+
+def _why_stopped(run: _Run, train_loss: float, out_of_time: bool, elapsed_s: float) -> str:
+    """Why the run ends at this report; "" if it goes on."""
+    if not math.isfinite(train_loss):
+        return DIVERGED
+    if out_of_time:
+        return BUDGET  # cut short by the deadline mid-span
+    if run.report_no == run.planned:
+        return COMPLETED
+    horizon = run.result.horizon_epochs
+    next_s = _next_report_s(run.report_no, run.per_epoch, horizon, run.slowest_train, run.val_s)
+    if elapsed_s + next_s > run.budget_s:
+        # Predicted from the slowest training so far, so a run never starts a report it can't finish.
+        return BUDGET
+    return ""
+
+
+def _state(run: _Run, elapsed_s: float) -> dict[str, Any]:
+    """What ``train(start=...)`` needs to go on from this report: weights, optimizer, schedule,
+    the kept report so far, and every random state, so the run goes on exactly as it would have."""
+    result, cuda = run.result, run.device.type == "cuda"
+    return {
+        "report_no": run.report_no,
+        "seen": run.seen,
+        "planned": run.planned,
+        "slowest_train": run.slowest_train,
+        "elapsed_s": elapsed_s,
+        "horizon_epochs": result.horizon_epochs,
+        "best_epoch": result.best_epoch,
+        "best_val_acc": result.best_val_acc,
+        "best_value": result.best_value,
+        "history": list(result.history),
+        "model": run.model.state_dict(),
+        "best_model": run.best_state,
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(run.device) if cuda else None,
+            "gen": run.gen.get_state(),
+            "shuffle": run.shuffle["rng"],
+        },
+    }
+
+
+def _resume(run: _Run, start: dict[str, Any]) -> None:
+    """Put a freshly set-up run where ``start`` (a ``_state``) left off."""
+    run.model.load_state_dict(start["model"])
+    run.optimizer.load_state_dict(start["optimizer"])
+    if run.scaler is not None and start["scaler"] is not None:
+        run.scaler.load_state_dict(start["scaler"])
+    run.best_state = {k: v.to(run.device) for k, v in start["best_model"].items()}
+    result = run.result
+    result.horizon_epochs = run.schedule.horizon_epochs = start["horizon_epochs"]
+    result.best_epoch, result.best_val_acc = start["best_epoch"], start["best_val_acc"]
+    result.best_value, result.history = start["best_value"], list(start["history"])
+    run.report_no, run.seen, run.planned = start["report_no"], start["seen"], start["planned"]
+    run.slowest_train = start["slowest_train"]
+    run.started -= start["elapsed_s"]  # the budget counts the time it had trained
+    rng = start["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and run.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], run.device)
+    run.gen.set_state(rng["gen"])
+    run.shuffle["rng"] = rng["shuffle"]
+    run.batches = _batches(run.n, run.config["batch_size"], run.gen, run.shuffle, skip=run.seen % run.n)
 
 
 def _warm_up(
@@ -298,36 +471,40 @@ def _next_report_s(done: int, per_epoch: int, horizon: float, report_train_s: fl
     return share * report_train_s + val_s
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor | None, int]]:
+def _batches(
+    n: int,
+    batch_size: int,
+    gen: torch.Generator,
+    shuffle: dict[str, torch.Tensor] | None = None,
+    skip: int = 0,
+) -> Iterator[tuple[torch.Tensor | None, int]]:
     """(indices, count) of every batch, epoch after epoch, each epoch shuffled anew.
 
     A straggler batch of one image breaks BatchNorm: it is skipped (indices None) but still
-    counted, so that epochs of data seen stay whole numbers at each epoch's end.
+    counted, so that epochs of data seen stay whole numbers at each epoch's end. ``shuffle``
+    keeps the generator's state before each epoch's shuffle; with ``skip`` (images of the epoch
+    already trained: a resumed run) the first epoch is that shuffle again, from there on.
     """
+    shuffle = {} if shuffle is None else shuffle
     while True:
-        order = torch.randperm(n, device=gen.device, generator=gen)
-        for begin in range(0, n, batch_size):
+        if skip:
+            now = gen.get_state()
+            gen.set_state(shuffle["rng"])
+            order = torch.randperm(n, device=gen.device, generator=gen)
+            gen.set_state(now)
+        else:
+            shuffle["rng"] = gen.get_state()
+            order = torch.randperm(n, device=gen.device, generator=gen)
+        for begin in range(skip, n, batch_size):
             idx = order[begin : begin + batch_size]
             yield (None if len(idx) < 2 and begin else idx), len(idx)
+        skip = 0
 
 
-def _train_span(
-    model: nn.Module,
-    split: Split,
-    batches: Iterator[tuple[torch.Tensor | None, int]],
-    seen: int,
-    until: int,
-    task: Task,
-    config: dict[str, Any],
-    schedule: Schedule,
-    optimizer: torch.optim.Optimizer,
-    autocast: Any,
-    memory_format: torch.memory_format,
-    gen: torch.Generator,
-    deadline: float,
-    scaler: torch.amp.GradScaler | None = None,
-) -> tuple[float, float, int, bool]:
-    """Train from ``seen`` images up to ``until``; (mean loss, accuracy, images seen, out of time)."""
+def _train_span(run: _Run, until: int, deadline: float) -> tuple[float, float, bool]:
+    """Train from ``run.seen`` images up to ``until``, stopping where the next batch would end past
+    ``deadline``; (mean loss, accuracy, out of time)."""
+    split, clock, config = run.data.train, run.clock, run.config
     n = len(split)
     # Sums stay on the device: one host sync per report, not per batch.
     loss_sum = torch.zeros((), device=split.x.device)
@@ -335,40 +512,40 @@ def _train_span(
     trained = 0
     out_of_time = False
     batch_s = 0.0
-    while seen < until:
-        if trained and time.perf_counter() + batch_s > deadline:
+    while run.seen < until:
+        if trained and clock() + batch_s > deadline:
             # The next batch would end past the deadline: stop before it (but train one, so
             # that a report always stands for some training).
             out_of_time = True
             break
-        batch_started = time.perf_counter()
-        idx, count = next(batches)
+        batch_started = clock()
+        idx, count = next(run.batches)
         if idx is None:
-            seen += count
+            run.seen += count
             continue
-        schedule.set(seen / n)
-        x = augment(split.x[idx].float().div_(255), config["augment"], gen)
-        x = normalise(x, task).contiguous(memory_format=memory_format)
+        run.schedule.set(run.seen / n)
+        x = augment(split.x[idx].float().div_(255), config["augment"], run.gen)
+        x = normalise(x, run.task).contiguous(memory_format=run.memory_format)
         y = split.y[idx]
-        with autocast:
-            logits = model(x)
+        with run.autocast:
+            logits = run.net(x)
             loss = F.cross_entropy(logits, y, label_smoothing=config["label_smoothing"])
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.scaler is None:
             loss.backward()
-            optimizer.step()
+            run.optimizer.step()
         else:  # fp16: scaled so that small gradients survive; a step with inf/NaN is skipped
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
         loss_sum += loss.detach() * count
         correct += (logits.argmax(1) == y).sum()
-        seen += count
+        run.seen += count
         trained += count
         # (On a GPU the clock sees launches, not the work; the report's sync bounds the lag.)
-        batch_s = time.perf_counter() - batch_started
+        batch_s = clock() - batch_started
     trained = max(trained, 1)
-    return (loss_sum / trained).item(), correct.item() / trained, seen, out_of_time
+    return (loss_sum / trained).item(), correct.item() / trained, out_of_time
 
 
 @torch.no_grad()
@@ -425,7 +602,9 @@ def memory_format_for(device: torch.device, task: Task) -> torch.memory_format:
     )
 
 
-def _time_validation(model: nn.Module, split: Split, task: Task, autocast: Any, memory_format: Any) -> float:
+def _time_validation(
+    model: nn.Module, split: Split, task: Task, autocast: Any, memory_format: Any, clock: Callable[[], float]
+) -> float:
     """Seconds one pass over ``split`` will take, from a pass over its first ``VAL_PROBE`` images.
 
     Eval-mode forwards change no weights and no random state, so the run trains as if the
@@ -434,9 +613,9 @@ def _time_validation(model: nn.Module, split: Split, task: Task, autocast: Any, 
     n = min(len(split), VAL_PROBE)
     if n == 0:
         return 0.0
-    started = time.perf_counter()
+    started = clock()
     evaluate(model, Split(split.x[:n], split.y[:n]), task, autocast, memory_format)
-    return (time.perf_counter() - started) * len(split) / n
+    return (clock() - started) * len(split) / n
 
 
 def build_task_model(task: Task, config: dict[str, Any]) -> torch.nn.Module:

@@ -1,18 +1,21 @@
 """Render printed characters from real font files: the `font` task's own data.
 
-The seed's data (very likely Chars74K "EnglishFnt") cannot be downloaded here, so we draw it:
-every usable font on the machine, in normal / bold / italic / bold-italic, each glyph centred on
-its ink and jittered (scale, shift, rotation) in one affine transform. Images are 90x90 uint8,
-**glyph 255 on background 0** (the readers in ``font_folders`` turn other sources to match).
+The seed's data (very likely Chars74K "EnglishFnt") cannot be downloaded here, so we draw it
+from the font files we are given (by default the pinned bundle of ``font_bundle``, the same on
+every machine): each family in normal / bold / italic / bold-italic (a variable font at weights
+400 and 700), each glyph centred on its ink and jittered (scale, shift, rotation) in one affine
+transform. Images are 90x90 uint8, **glyph 255 on background 0** (the readers in
+``font_folders`` turn other sources to match).
 
 Splits are by font family, so validation and test measure unseen designs, not the training
 faces shifted a few pixels: families are first merged into design groups (one family's width
 and weight cuts, Computer Modern's per-style TeX names, and clones such as Arimo = Liberation
 Sans, measured by glyph shape), then each group goes whole to one split (``assign_splits``).
 
-Deterministic: the same seed and the same font files give byte-identical tensors, whatever the
-directory listing order or the number of worker processes. Each class draws its jitter from its
-own generator seeded by (seed, code point), so a class renders the same in any class list.
+Deterministic: the same seed and the same font files give byte-identical tensors (with the same
+Pillow, whose wheel brings its own FreeType), whatever the directory listing order or the number
+of worker processes. Each class draws its jitter and its place in the cycle of faces from
+generators seeded by (seed, code point), so a class renders the same in any class list.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import string
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,6 +74,9 @@ class FontFile:
     revision: float
     sizing_chars: str  # the ASCII letters and digits it draws, for sizing its faces
     typographic: str = ""  # the typographic family (name ID 16) where the font declares one
+    weight: int = 400  # OS/2 weight class; for a variable font, the weight it is drawn at
+    width: int = 5  # OS/2 width class: 5 is normal, 4 semi-condensed, ...
+    variation: tuple[float, ...] | None = None  # a variable font's axis values (fvar order), else None
 
     @property
     def style(self) -> str:
@@ -96,12 +102,16 @@ class Face:
             "synth_bold": self.synth_bold,
             "synth_italic": self.synth_italic,
             "sha256": self.font.sha256,
+            "weight": self.font.weight,
+            "variation": self.font.variation,
             "size_px": self.size,
         }
 
 
 def default_font_dirs() -> list[Path]:
-    """matplotlib's bundled fonts, then the machine's: the places searched when no dir is given."""
+    """matplotlib's bundled fonts, then the machine's: what ``system_fonts`` adds to the bundle.
+
+    Not part of the default data: what these hold differs from machine to machine."""
     import matplotlib
 
     return [
@@ -113,20 +123,16 @@ def default_font_dirs() -> list[Path]:
 
 
 def discover_fonts(classes: str, dirs: Iterable[Path]) -> list[FontFile]:
-    """Every distinct .ttf/.otf under ``dirs`` that truly draws every character of ``classes``.
+    """Every distinct .ttf/.otf in ``dirs`` (folders, searched recursively, or font files) that
+    truly draws every character of ``classes``; a variable font once per weight it is drawn at.
 
-    Sorted by (family, style, sha256), so the order never depends on the directory listing.
+    Sorted by (family, style, weight, sha256), so the order never depends on the directory listing.
     """
-    paths = sorted(
-        {
-            p.resolve()
-            for d in dirs
-            if Path(d).is_dir()
-            for p in Path(d).rglob("*")
-            if p.suffix.lower() in FONT_SUFFIXES and p.is_file()
-        }
-    )
-    seen: dict[str, FontFile] = {}
+    candidates = [
+        p for d in map(Path, dirs) for p in ([d] if d.is_file() else d.rglob("*") if d.is_dir() else ())
+    ]
+    paths = sorted({p.resolve() for p in candidates if p.suffix.lower() in FONT_SUFFIXES and p.is_file()})
+    seen: dict[str, list[FontFile]] = {}
     # fontTools logs a warning for every odd timestamp in old fonts; none of it matters here.
     log = logging.getLogger("fontTools")
     level = log.level
@@ -135,59 +141,85 @@ def discover_fonts(classes: str, dirs: Iterable[Path]) -> list[FontFile]:
         for path in paths:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest not in seen:  # identical bytes under another name or in another dir
-                font = _read_font(path, digest, classes)
-                if font is not None:
-                    seen[digest] = font
+                seen[digest] = _read_font(path, digest, classes)
     finally:
         log.setLevel(level)
-    return sorted(seen.values(), key=lambda f: (f.family, STYLES.index(f.style), f.sha256))
+    fonts = [font for instances in seen.values() for font in instances]
+    return sorted(fonts, key=lambda f: (f.family, STYLES.index(f.style), f.weight, f.sha256))
 
 
-def _read_font(path: Path, digest: str, classes: str) -> FontFile | None:
+# A variable font is drawn at these weights (clamped to its range): its regular and its bold.
+# Its default instance is often its lightest (Nunito's ExtraLight) or another cut (Archivo's SemiBold).
+VARIABLE_WEIGHTS = (400, 700)
+
+
+def _read_font(path: Path, digest: str, classes: str) -> list[FontFile]:
     try:
         tt = TTFont(path, lazy=True)
         cmap = tt.getBestCmap() or {}
         glyphs = [cmap.get(ord(c)) for c in classes]
         if None in glyphs or len(set(glyphs)) < len(classes):
-            return None  # a missing character, or several characters drawn by one glyph (LastResort)
+            return []  # a missing character, or several characters drawn by one glyph (LastResort)
         # Some TeX fonts (cmsy10, cmex10, cmmi10) put symbols at ASCII code points; their glyph
         # names give them away: 'A' -> 'parenrightbt'. Names that mean nothing ('glyph36') pass.
         if any(agl.toUnicode(g.split(".")[0]) not in ("", c) for c, g in zip(classes, glyphs, strict=True)):
-            return None
+            return []
         # Zapf Dingbats clones (URW's D050000L) name their ornaments a1, a10, ...: no letters there.
         if any(re.fullmatch(r"a\d+", g) for g in glyphs):
-            return None
+            return []
         names = tt["name"]
-        family = names.getDebugName(1) or path.stem
-        typographic = names.getDebugName(16) or family
+        # The typographic family (ID 16) where there is one: "Lato Light" is Lato at weight 300,
+        # and a variable font's ID 1 names its default instance ("Nunito ExtraLight").
+        typographic = names.getDebugName(16) or ""
+        family = typographic or names.getDebugName(1) or path.stem
         os2 = tt["OS/2"] if "OS/2" in tt else None
         mac = tt["head"].macStyle
-        bold = bool(mac & 1) or bool(os2 and (os2.fsSelection & 0x20 or os2.usWeightClass >= 600))
+        weight = os2.usWeightClass if os2 else 400
+        bold = bool(mac & 1) or bool(os2 and (os2.fsSelection & 0x20 or weight >= 600))
         italic = bool(mac & 2) or bool(os2 and os2.fsSelection & 1) or tt["post"].italicAngle != 0
+        width = os2.usWidthClass if os2 else 5
         revision = float(tt["head"].fontRevision)
         sizing = "".join(c for c in _SIZING_CHARS if ord(c) in cmap)
         # The last word goes to the renderer: every class character must leave some ink.
-        pil = ImageFont.truetype(str(path), 32)
+        pil = ImageFont.truetype(str(path), 32, layout_engine=ImageFont.Layout.BASIC)
         if any(pil.getmask(c).getbbox() is None for c in classes):
-            return None
+            return []
+        axes = tt["fvar"].axes if "fvar" in tt else []
     except Exception:  # a broken or unsupported file is skipped, as a font menu would
-        return None
-    return FontFile(str(path), family, bold, italic, digest, revision, sizing, typographic)
+        return []
+    font = FontFile(str(path), family, bold, italic, digest, revision, sizing, typographic, weight, width)
+    wght = next((a for a in axes if a.axisTag == "wght"), None)
+    if wght is None:
+        return [font]  # static, or variable in other axes only: drawn as it comes
+    defaults = [a.defaultValue for a in axes]
+    instances = []
+    for w in sorted({min(max(w, wght.minValue), wght.maxValue) for w in VARIABLE_WEIGHTS}):
+        values = tuple(w if a is wght else d for a, d in zip(axes, defaults, strict=True))
+        bold = w >= 600
+        instances.append(replace(font, bold=bold, weight=round(w), width=5, variation=values))
+    return instances
 
 
 def build_faces(fonts: Sequence[FontFile]) -> list[Face]:
     """Four styles per family: the family's own file for a style, else one synthesised from it.
 
-    Where two files claim the same family and style (two versions of DejaVu Sans), the newer
-    revision is kept, so a second copy of a font does not count twice. A style is synthesised
-    from the closest file that lacks only what can be added (bold by a stroke, italic by a
-    shear); a family with no such file (only an italic) skips that style.
+    Where several files claim the same family and style, the one nearest weight 400 (700 for
+    bold) and normal width is kept (Lato's Regular, not its Light; DejaVu Sans, not its
+    Condensed), then the newer revision (two versions of DejaVu Sans), so a second copy of a font
+    does not count twice. A style is synthesised from the closest file that lacks only what can
+    be added (bold by a stroke, italic by a shear); a family with no such file (only an italic)
+    skips that style.
     """
+
+    def rank(font: FontFile) -> tuple:
+        target = 700 if font.bold else 400
+        return (abs(font.weight - target), abs(font.width - 5), -font.revision, font.sha256)
+
     families: dict[str, dict[tuple[bool, bool], FontFile]] = {}
     for font in fonts:
         slots = families.setdefault(font.family, {})
         old = slots.get((font.bold, font.italic))
-        if old is None or (-font.revision, font.sha256) < (-old.revision, old.sha256):
+        if old is None or rank(font) < rank(old):
             slots[(font.bold, font.italic)] = font
     faces = []
     for family in sorted(families):
@@ -204,7 +236,7 @@ def build_faces(fonts: Sequence[FontFile]) -> list[Face]:
 
 def _sized(font: FontFile, style: str, synth_bold: bool, synth_italic: bool) -> Face:
     ref = 100
-    pil = _truetype(font.path, ref)
+    pil = _truetype(font.path, ref, font.variation)
     stroke = _BOLD_STROKE * ref if synth_bold else 0
     boxes = np.array([pil.getbbox(c, stroke_width=stroke) for c in font.sizing_chars])
     heights = boxes[:, 3] - boxes[:, 1]
@@ -217,13 +249,18 @@ def _sized(font: FontFile, style: str, synth_bold: bool, synth_italic: bool) -> 
 
 
 @lru_cache(maxsize=256)
-def _truetype(path: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, size)
+def _truetype(path: str, size: int, variation: tuple[float, ...] | None = None) -> ImageFont.FreeTypeFont:
+    # Basic layout, not Raqm: Raqm is there on some machines and not others, and one glyph needs
+    # no shaping.
+    font = ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
+    if variation is not None:
+        font.set_variation_by_axes(list(variation))
+    return font
 
 
 def _glyph(face: Face, char: str) -> tuple[Image.Image, float, float]:
     """The glyph drawn upright at its face's size on a padded canvas, with the centre of its ink."""
-    font = _truetype(face.font.path, face.size)
+    font = _truetype(face.font.path, face.size, face.font.variation)
     x0, y0, x1, y1 = font.getbbox(char, stroke_width=face.stroke)
     pad = 4 + math.ceil(face.stroke)
     canvas = Image.new("L", (math.ceil(x1 - x0) + 2 * pad, math.ceil(y1 - y0) + 2 * pad), 0)
@@ -265,12 +302,12 @@ def render_class(char: str, faces: Sequence[Face], seed: int, count: int, stream
     """
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**64, ord(char), stream])))
     jitter = rng.uniform(-1.0, 1.0, size=(count, 4))
-    glyphs = [_glyph(face, char) for face in faces]
+    glyphs = {face: _glyph(face, char) for face in faces[:count]}  # only the faces drawn
     out = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i in range(count):
-        k = i % len(faces)
-        image, cx, cy = glyphs[k]
-        out[i] = _place(image, cx, cy, jitter[i], _ITALIC_SHEAR if faces[k].synth_italic else 0.0)
+        face = faces[i % len(faces)]
+        image, cx, cy = glyphs[face]
+        out[i] = _place(image, cx, cy, jitter[i], _ITALIC_SHEAR if face.synth_italic else 0.0)
     return out
 
 
@@ -359,7 +396,7 @@ def split_sizes(n: int, shares: dict[str, int] = SEED_SPLIT) -> dict[str, int]:
     if n < len(shares):
         raise UsageError(
             f"{n} font group(s) cannot give train, val and test one each; add fonts (fonts_dir=DIR, "
-            "or the Debian font packages in the README)"
+            "or system_fonts=True)"
         )
     total = sum(shares.values())
     exact = {k: n * v / total for k, v in shares.items()}
@@ -388,6 +425,39 @@ def assign_splits(groups: Iterable[str], seed: int) -> dict[str, list[str]]:
     return out
 
 
+def face_schedule(
+    faces: Sequence[Face],
+    char: str,
+    seed: int,
+    count: int,
+    stream: int = 0,
+    group_of: dict[str, str] | None = None,
+) -> list[Face]:
+    """The face that draws each of ``count`` images of ``char``, taking the faces' design groups
+    (``group_of``, else their families) in turn, and within a group its families and styles in turn.
+
+    So a few images per class already show as many designs, and a design with many families (Noto
+    Sans and its script variants) is drawn no more often than one with a single family. Each class
+    starts at a place of its own, seeded by (seed, code point, stream): together the classes show
+    every group even when ``count`` is smaller than the number of groups.
+    """
+    if count == 0:
+        return []
+    members: dict[str, list[Face]] = {}
+    for face in sorted(faces, key=lambda f: (f.font.family, STYLES.index(f.style))):
+        key = group_of.get(face.font.family, face.font.family) if group_of else face.font.family
+        members.setdefault(key, []).append(face)
+    groups = sorted(members)
+    n = len(groups)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**64, ord(char), stream, 1])))
+    start = int(rng.integers(n * len(STYLES)))
+    out = []
+    for j in range(start, start + count):
+        group = members[groups[j % n]]
+        out.append(group[(j // n + j % n) % len(group)])  # each round, the next style of every group
+    return out
+
+
 def render_splits(
     classes: str,
     faces: dict[str, Sequence[Face]],
@@ -395,8 +465,11 @@ def render_splits(
     seed: int,
     counts: dict[str, int],
     workers: int = 1,
+    group_of: dict[str, str] | None = None,
 ) -> Splits:
-    """``counts[split]`` images per class in each split, cycling over that split's own faces.
+    """``counts[split]`` images per class in each split, drawn by that split's own faces in the
+    order ``face_schedule`` gives; ``families`` of the result counts the design groups (``group_of``,
+    else the families) whose faces each split's images show.
 
     ``workers`` > 1 renders (class, split) pairs in parallel processes; the bytes are the same
     either way.
@@ -407,11 +480,15 @@ def render_splits(
                 f"no font faces for the {name} split; pass fonts_dir=DIR with more .ttf/.otf fonts"
             )
     jobs = [(c, name) for name in SPLIT_NAMES for c in classes]
+    schedules = [
+        tuple(face_schedule(faces.get(name, ()), c, seed, counts[name], SPLIT_NAMES.index(name), group_of))
+        for c, name in jobs
+    ]
     shape = (1, IMAGE_SIZE, IMAGE_SIZE)
     xs = {name: np.empty((len(classes) * counts[name], *shape), np.uint8) for name in SPLIT_NAMES}
     columns = (
         [c for c, _ in jobs],
-        [tuple(faces.get(name, ())) for _, name in jobs],
+        schedules,
         [seed] * len(jobs),
         [counts[name] for _, name in jobs],
         [SPLIT_NAMES.index(name) for _, name in jobs],
@@ -424,32 +501,33 @@ def render_splits(
             k, n = classes.index(char), counts[name]
             xs[name][k * n : (k + 1) * n, 0] = images
     parts = {}
+    group = (lambda family: group_of.get(family, family)) if group_of else (lambda family: family)
+    shown: dict[str, set[str]] = {name: set() for name in SPLIT_NAMES}
+    for (_, name), schedule in zip(jobs, schedules, strict=True):
+        shown[name].update(group(face.font.family) for face in schedule)
     for name in SPLIT_NAMES:
         y = torch.arange(len(classes), dtype=torch.int64).repeat_interleave(counts[name])
         parts[name] = Split(torch.from_numpy(xs[name]), y)
-    return Splits(**parts, classes=list(classes))
+    return Splits(**parts, classes=list(classes), families={name: len(shown[name]) for name in SPLIT_NAMES})
 
 
-def generate(
-    classes: str,
-    *,
-    seed: int,
-    counts: dict[str, int],
-    fonts_dir: Path | None = None,
-    workers: int | None = None,
-) -> tuple[Splits, dict]:
-    """Discover fonts, build faces, split them by design group and render ``counts`` per class.
+@dataclass(frozen=True)
+class FontSplit:
+    """Which faces each split draws: every face, its family's design group, each split's groups."""
 
-    Returns the splits and a manifest: the faces, and each split's groups and families.
-    ``fonts_dir`` adds a directory of .ttf/.otf files to the default ones. ``workers`` defaults
-    to the CPU count (capped at 8).
-    """
-    dirs = default_font_dirs()
-    if fonts_dir is not None:
-        if not Path(fonts_dir).is_dir():
-            raise UsageError(f"fonts_dir {fonts_dir} is not a directory; pass a directory of .ttf/.otf fonts")
-        dirs.append(Path(fonts_dir))
-    fonts = discover_fonts(classes, dirs)
+    faces: list[Face]
+    group_of: dict[str, str]  # family -> design group
+    groups: dict[str, list[str]]  # split -> its design groups, sorted
+    split_faces: dict[str, list[Face]]  # split -> its faces
+
+    def families(self, split: str) -> list[str]:
+        return sorted({f.font.family for f in self.split_faces[split]})
+
+
+def split_fonts(classes: str, *, seed: int, sources: Iterable[Path]) -> FontSplit:
+    """Discover the fonts in ``sources`` (folders or files), build their faces and split them by
+    design group: the same fonts and seed give the same split on any machine, in any order."""
+    fonts = discover_fonts(classes, sources)
     if not fonts:
         raise UsageError(
             f"no font draws every one of the classes {classes!r}; pass fonts_dir=DIR with fonts that do"
@@ -461,15 +539,35 @@ def generate(
     split_faces = {
         name: [f for f in faces if split_of[group_of[f.font.family]] == name] for name in SPLIT_NAMES
     }
+    groups = {name: sorted(split_groups[name]) for name in SPLIT_NAMES}
+    return FontSplit(faces, group_of, groups, split_faces)
+
+
+def generate(
+    classes: str,
+    *,
+    seed: int,
+    counts: dict[str, int],
+    sources: Iterable[Path],
+    workers: int | None = None,
+) -> tuple[Splits, dict]:
+    """Split the fonts in ``sources`` by design group (``split_fonts``) and render ``counts`` per
+    class. Returns the splits and a manifest: the faces, and each split's groups and families.
+    ``workers`` defaults to the CPU count (capped at 8).
+    """
+    plan = split_fonts(classes, seed=seed, sources=sources)
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    splits = render_splits(classes, split_faces, seed=seed, counts=counts, workers=workers)
+    splits = render_splits(
+        classes, plan.split_faces, seed=seed, counts=counts, workers=workers, group_of=plan.group_of
+    )
     manifest = {
-        "faces": [face.manifest() | {"group": group_of[face.font.family]} for face in faces],
+        "faces": [face.manifest() | {"group": plan.group_of[face.font.family]} for face in plan.faces],
         "splits": {
             name: {
-                "groups": sorted(split_groups[name]),
-                "families": sorted({f.font.family for f in split_faces[name]}),
-                "faces": len(split_faces[name]),
+                "groups": plan.groups[name],
+                "families": plan.families(name),
+                "faces": len(plan.split_faces[name]),
+                "groups_shown": splits.families[name],
                 "images": len(getattr(splits, name)),
             }
             for name in SPLIT_NAMES

@@ -22,7 +22,7 @@ DatasetLoader = Callable[..., Splits]
 DATASETS: dict[str, DatasetLoader] = {}
 
 # Bump when a loader's output changes for the same options, so old caches are not reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: font data from the pinned font bundle; Splits keep their families
 DEFAULT_CACHE_DIR = Path("data") / "cache"
 
 
@@ -60,10 +60,7 @@ def prepare(
         raise UsageError(f"the cache dir {cache_dir} is a file; pass --cache-dir a directory")
     path = cache_path(cache_dir, root, dataset, seed, options)
     if path.exists():  # before importing the loaders: torchvision alone costs ~1.5 s
-        splits = Splits.load(path)
-        if not splits.source:  # cached before sources were kept: what the cache key says
-            splits.source = describe(f"{dataset} from {root}", seed, options)
-        return splits
+        return Splits.load(path)
     _import_loaders()
     if dataset not in DATASETS:
         raise UsageError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")

@@ -7,7 +7,7 @@ training loop moves to the device whole); labels are int64 class indices.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,7 +40,9 @@ class Splits:
     """Honest train/val/test splits of one dataset, with the class names in label order.
 
     ``source`` says in words where the data came from (the loader, its files, the options that
-    shaped it), for a run's provenance; "" where nobody said.
+    shaped it), for a run's provenance; "" where nobody said. ``families``: where a loader splits
+    by font family (val and test then measure unseen fonts), how many families each split's
+    images come from; {} for other data.
     """
 
     train: Split
@@ -48,16 +50,19 @@ class Splits:
     test: Split
     classes: list[str]
     source: str = ""
+    families: dict[str, int] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> Splits:
         move = lambda s: Split(s.x.to(device), s.y.to(device))  # noqa: E731
-        return Splits(move(self.train), move(self.val), move(self.test), list(self.classes), self.source)
+        parts = move(self.train), move(self.val), move(self.test)
+        return Splits(*parts, list(self.classes), self.source, dict(self.families))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {name: {"x": getattr(self, name).x, "y": getattr(self, name).y} for name in SPLIT_NAMES}
         payload["classes"] = list(self.classes)
         payload["source"] = self.source
+        payload["families"] = dict(self.families)
         # Write then rename, so an interrupted prepare never leaves a half cache behind.
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
@@ -67,8 +72,13 @@ class Splits:
     def load(cls, path: Path) -> Splits:
         payload = torch.load(path, weights_only=True)
         parts = {name: Split(payload[name]["x"], payload[name]["y"]) for name in SPLIT_NAMES}
-        # A cache written before sources were kept has none: prepare() describes it instead.
-        return cls(**parts, classes=list(payload["classes"]), source=payload.get("source", ""))
+        # (A cache of an older format has another CACHE_VERSION, so is never read: no fallbacks.)
+        return cls(
+            **parts,
+            classes=list(payload["classes"]),
+            source=payload["source"],
+            families=dict(payload["families"]),
+        )
 
     def digest(self) -> str:
         """sha256 of what a model sees: every split's image shape, image and label bytes, in split
