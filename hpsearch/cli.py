@@ -6,13 +6,11 @@ help and errors are the tool's own, and ``python search/run.py ...`` stays the s
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import sys
-from collections.abc import Iterator
 
 from hpsearch import __version__
-from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.cli import ArgumentParser, prog_name, run_main
 
 DESCRIPTION = """Hyperparameter search for small image classifiers: Ray Tune + Optuna + MLflow.
 
@@ -55,20 +53,9 @@ def main(argv: list[str] | None = None, prog: str = "hpsearch") -> int | None:
     head = argv if argv and argv[0].startswith("-") else argv[:1]
     name = parser(prog).parse_args(head).command
     tool = importlib.import_module(COMMANDS[name][0])
-    with _program_name(f"{prog} {name}"):
+    # The tool's parser is named as it was called: its usage lines and errors say `hpsearch run`.
+    with prog_name(f"{prog} {name}"):
         return tool.main(argv[1:])
-
-
-@contextlib.contextmanager
-def _program_name(name: str) -> Iterator[None]:
-    # argparse names the program after sys.argv[0] (its documented default for `prog`): the tools'
-    # usage lines and errors then say `hpsearch run`, not `hpsearch`.
-    saved = sys.argv[0]
-    sys.argv[0] = name
-    try:
-        yield
-    finally:
-        sys.argv[0] = saved
 
 
 def entry() -> None:

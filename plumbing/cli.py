@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from hpsearch.plumbing.errors import UsageError
 
 USAGE_EXIT = 2
+
+# The program name parsers made without a `prog` take (see prog_name); None: argparse's own default.
+_PROG: contextvars.ContextVar[str | None] = contextvars.ContextVar("hpsearch_prog", default=None)
+
+
+@contextlib.contextmanager
+def prog_name(name: str) -> Iterator[None]:
+    """Within this block, an ArgumentParser made without ``prog`` is named ``name`` in its usage
+    and errors: `hpsearch run` runs search/run.py's main, whose help then says `usage: hpsearch run`.
+
+    argparse's own default comes from sys.argv[0] (and, from Python 3.14, from ``python -m``'s
+    module), which a caller should not have to rewrite."""
+    token = _PROG.set(name)
+    try:
+        yield
+    finally:
+        _PROG.reset(token)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -20,6 +39,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, description: str | None = None, **kwargs) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        if kwargs.get("prog") is None and _PROG.get() is not None:
+            kwargs["prog"] = _PROG.get()
         super().__init__(description=description, **kwargs)
 
     def error(self, message: str):

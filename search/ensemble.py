@@ -105,9 +105,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an exported config, or a folder of them (repeatable); at least two members in all",
     )
     p.add_argument("--gpus", type=float, default=1, help="0 trains on CPU; >0 uses the GPU if present")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="dataset root (default ./data)")
-    p.add_argument("--cache-dir", type=Path, help="where prepared datasets are kept (default ./data/cache)")
-    p.add_argument("--budget", type=float, help="training budget per member, seconds (default: the export's)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="where datasets are read, never written (default ./data)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
+    )
+    p.add_argument(
+        "--trial-budget",
+        type=float,
+        metavar="SECONDS",
+        help="each member's training time, its set-up and validation included (default: the export's)",
+    )
+    p.add_argument("--budget", dest="trial_budget", type=float, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--train-on-val", action="store_true", help="train each member on train+val")
     p.add_argument(
         "--full-data", action="store_true", help="the space's whole data even if the search was --quick"
@@ -115,7 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
     p.add_argument(
         "--space",
-        help="the search's space file, if not in this repo's spaces/ (an export never runs code it names)",
+        help="the search's space file (or a built-in space's name), if its space is not a built-in one "
+        "(an export never runs code it names)",
     )
     p.add_argument(
         "--tracking-uri", help="MLflow store for the runs (default: MLflow's own, sqlite:///mlflow.db here)"
@@ -126,8 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.budget is not None and args.budget <= 0:
-        raise UsageError(f"--budget must be positive, got {args.budget}")
+    if args.trial_budget is not None and args.trial_budget <= 0:
+        raise UsageError(f"--trial-budget must be positive, got {args.trial_budget}")
     if args.gpus < 0:
         raise UsageError(f"--gpus must not be negative, got {args.gpus}")
     exports: list[ExportedConfig] = [read_exported(path) for path in config_files(args.config)]
@@ -166,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             data,
             device=device,
             seed=config["seed"],
-            budget_s=args.budget or exported.budget_s,
+            budget_s=args.trial_budget or exported.budget_s,
             train_on_val=args.train_on_val,
             track=mlflow is not None,
             mlflow=mlflow,

@@ -43,8 +43,7 @@ import yaml
 from torch import nn
 
 from hpsearch.plumbing.errors import UsageError
-from hpsearch.search.provenance import REPO
-from hpsearch.search.space import Space, load_space
+from hpsearch.search.space import Space, builtin_space, builtin_spaces, load_space
 from hpsearch.trainables.config import resolve_config
 from hpsearch.trainables.loop import build_task_model
 from hpsearch.trainables.tasks import Task, get_task, normalise
@@ -87,19 +86,23 @@ class ExportedConfig:
         task = get_task(self.task)
         return task, resolve_config(task, self.config, overrides or {})
 
-    def load_space(self, space_file: Path | None = None) -> Space:
-        """``space_file`` if the user names one, else the file of the export's space name in this
-        repo's spaces/.
+    def load_space(self, space_file: str | Path | None = None) -> Space:
+        """``space_file`` if the user names one (a file, or a built-in space's name as ``--space``
+        takes everywhere), else the built-in space of the export's space file's name.
 
         An export is data that people share; a space file is Python. So the path written in the
-        export is never run: only a file the user names, or one of this repo's own spaces."""
-        candidate = Path(space_file) if space_file else REPO / "spaces" / Path(self.space).name
-        if not candidate.is_file():
+        export is never run: only a file the user names, or one of the spaces this package ships."""
+        if space_file:
+            return load_space(space_file)
+        named = Path(self.space)
+        found = builtin_space(named.stem) if named.suffix in ("", ".py") else None
+        if found is None:
             raise UsageError(
-                f"this export's space file {Path(self.space).name} is not among {REPO / 'spaces'}, and an "
-                "export never runs the code it names: pass --space FILE (the search's space file)"
+                f"this export's space file {named.name} is not among the built-in spaces "
+                f"({', '.join(builtin_spaces())}), and an export never runs the code it names: "
+                "pass --space FILE (the search's space file)"
             )
-        return load_space(candidate)
+        return load_space(found)
 
     def classifier(self, folder: Path) -> Classifier:
         """The trained model, from the weights beside the YAML file in ``folder``."""

@@ -32,8 +32,9 @@ MAX_REPORT_SHARE = 1 / 8
 # than this share of a report (a trial would spend its budget measuring instead of training).
 MAX_VAL_SHARE = 1 / 3
 REPORTS_PER_EPOCH_CHOICES = (1, 2, 4, 8, 16)
-# What every space's `--quick` preset promises (README): a search that ends in about 15 minutes
-# on a 2-core CPU. The search warns before it starts when this machine will need longer.
+# What every space's `--quick` preset promises (the README's quick start; the walls measured are in
+# docs/experiments.md): a search that ends in about 15 minutes on a 2-core CPU. The search warns
+# before it starts when this machine will need longer.
 QUICK_WALL_S = 15 * 60
 # How long the timing task may wait for a node with a trial's resources and run there (a worker's
 # start and imports, then seconds of batches); past it the plan goes unmeasured.

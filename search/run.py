@@ -55,7 +55,9 @@ from hpsearch.trainables.data.splits import Splits
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(__doc__)
-    p.add_argument("--space", required=True, help="space file, e.g. spaces/font.py")
+    p.add_argument(
+        "--space", required=True, help="a space file, or a built-in space's name (e.g. font, mnist)"
+    )
     g = p.add_argument_group("resources")
     g.add_argument("--gpus", type=float, help="GPUs for the search (default: all on this machine; 0 = CPU)")
     g.add_argument("--address", help="join a running Ray cluster (ADDR or 'auto') instead of starting one")
@@ -117,12 +119,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA's reduction factor (default 3)")
     g = p.add_argument_group("where")
     g.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="dataset root and cache (default ./data)"
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="where datasets are read, never written (default ./data)",
     )
     g.add_argument(
         "--cache-dir",
         type=Path,
-        help="where prepared datasets are kept (default ./data/cache; the data dir is only read)",
+        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
     )
     g.add_argument("--results-dir", type=Path, default=Path("results"), help="default ./results")
     g.add_argument(
@@ -148,7 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=3,
         metavar="K",
-        help="log the K best trials' models to MLflow, delete the other checkpoints (default 3; 0 = none)",
+        help="log the K best trials' models to MLflow as they finish, delete the other checkpoints "
+        "(default 3; 0 = none)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     return p.parse_args(argv)
@@ -172,6 +178,8 @@ def settings_from(args: argparse.Namespace, space: Space) -> SearchSettings:
         compile=args.compile,
         storage_path=storage.storage_path(args.storage_path) if args.storage_path else None,
         max_failures=args.max_failures,
+        metric=space.metric,
+        mode=space.mode,
     )
     checks = [
         (settings.trials >= 1, "--trials must be at least 1"),
@@ -333,6 +341,7 @@ def set_up(args: argparse.Namespace, argv: list[str] | None = None) -> SearchJob
         quick=args.quick,
         data=identity,
         search_id=json.loads((experiment_dir / RECORD).read_text()).get("search_id"),
+        keep_models=args.keep_models,  # logged as trials finish, the final K at the end
     )
     if args.resume:
         # Tune runs the callbacks it pickled with the search; they find their MLflow runs by tags.
@@ -370,7 +379,7 @@ def finish(job: SearchJob, results: ResultGrid) -> int:
     report_dir = experiment_dir / "report"
     report_command = (
         f"python reports/leaderboard.py --experiment {args.experiment or space.task.name} "
-        f"--search {experiment_dir.name} --out {report_dir}"
+        f"--name {experiment_dir.name} --out {report_dir}"
     )
     try:
         write_report(
@@ -390,13 +399,13 @@ def finish(job: SearchJob, results: ResultGrid) -> int:
     models = keep_checkpoints(results, top_finished(frame, args.keep_models)["trial_id"])
     # (trials.csv and the Optuna journal too: a leaderboard can be made from MLflow alone.)
     files = [best_path, experiment_dir / "trials.csv", experiment_dir / STUDY_FILE, report_dir]
-    tracker.finish(best, files, interrupted=interrupted(), models=models)
+    failure = None if interrupted() else nothing_finished(frame)
+    tracker.finish(best, files, interrupted=interrupted(), models=models, failure=failure)
     print(f"leaderboard: {report_dir / 'leaderboard.md'}", file=sys.stderr)
     print(ui_hint(args.tracking_uri, tracker.experiment_id), file=sys.stderr)
     experiment = args.experiment or space.task.name
     store = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
-    export = f"python search/export.py --experiment {experiment} --search {experiment_dir.name}{store}"
-    failure = None if interrupted() else nothing_finished(frame)
+    export = f"python search/export.py --experiment {experiment} --name {experiment_dir.name}{store}"
     if failure:  # no best to take away; an interrupted search says how to go on instead (main)
         print(f"search failed: {failure}; every trial is in {experiment_dir / 'trials.csv'}", file=sys.stderr)
         return SEARCH_FAILED
@@ -498,7 +507,8 @@ def resumed_settings(
         refuse_change(_flag(key), _jsonable(getattr(args, key)), record.get(key))
         then = record.get(key)
         setattr(args, key, Path(then) if key.endswith("_dir") and then is not None else then)
-    settings = SearchSettings(**record["settings"])
+    # (A record from before the settings named the metric and mode: the space's.)
+    settings = SearchSettings(**{"metric": space.metric, "mode": space.mode, **record["settings"]})
     asked = settings_from(args, space)
     for field in dataclasses.fields(SearchSettings):
         refuse_change(_flag(field.name), getattr(asked, field.name), getattr(settings, field.name))

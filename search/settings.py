@@ -24,6 +24,10 @@ class SearchSettings:
     # or a path every node sees; None is the local results dir (search/storage.py).
     storage_path: str | None = None
     max_failures: int = 0  # retries of a failed trial, each from its latest report's checkpoint
+    # The space's metric and mode: what a trial's kept weights are the best report by, and what
+    # ranks the kept models (search/run.py sets them from the space).
+    metric: str = "val_acc"
+    mode: str = "max"
 
     @property
     def stopper_budget_s(self) -> float:

@@ -52,6 +52,12 @@ def _builtin_dir() -> Path:
     return Path(str(importlib.resources.files("hpsearch.spaces")))
 
 
+def builtin_space(name: str) -> Path | None:
+    """The file of the space this package ships as ``name`` (``font``), or None if it ships none."""
+    path = _builtin_dir() / f"{name}.py"
+    return path if name in builtin_spaces() and path.is_file() else None
+
+
 def space_path(spec: str | Path) -> Path:
     """The file ``--space`` names: a path, or a bare name (``font``: no folder, no suffix) for the
     space this package ships under that name. A file that exists wins over a built-in name."""
@@ -60,8 +66,9 @@ def space_path(spec: str | Path) -> Path:
         return path
     builtin = ", ".join(builtin_spaces())
     if path.parent == Path(".") and not path.suffix:
-        if (_builtin_dir() / f"{path.name}.py").is_file():
-            return _builtin_dir() / f"{path.name}.py"
+        found = builtin_space(path.name)
+        if found:
+            return found
         raise UsageError(f"no built-in space {path.name!r} (built-in: {builtin}), and no file of that name")
     raise UsageError(f"space file {path} not found (built-in spaces, by name: {builtin})")
 

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import getpass
 import logging
+import math
 import os
 import time
 import warnings
@@ -32,7 +33,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus, Metric, Param, Run, RunTag
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
-from ray.tune import Callback
+from ray.tune import Callback, Checkpoint
 
 from hpsearch.plumbing import tags as tag
 from hpsearch.search.exported import build_classifier
@@ -42,8 +43,8 @@ from hpsearch.search.provenance import DataIdentity, code_version, experiment_id
 from hpsearch.search.searcher import STUDY_FILE, StudyRuns
 from hpsearch.search.settings import SearchSettings
 from hpsearch.search.space import Space
-from hpsearch.search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, read_checkpoint
-from hpsearch.trainables.fates import FAILED, RUNNING, STOPPED, is_number, trial_fate
+from hpsearch.search.trainable import INFO_FILE, MODEL_FILE, KeptCheckpoint, holds, read_checkpoint
+from hpsearch.trainables.fates import FAILED, FINISHED_FATES, RUNNING, STOPPED, is_number, trial_fate
 from hpsearch.trainables.loop import REPORT_METRICS
 from hpsearch.trainables.tasks import Task, get_task
 
@@ -69,6 +70,10 @@ class MlflowTracker(Callback):
     again on the same ``experiment_dir`` (``--resume``) finds its parent and trial runs again by
     their tags instead of adding new ones; a trial that trains again gets a new run in place of
     its cut-short one (deleted), so that a run holds one attempt's history.
+
+    With ``keep_models`` K > 0, a finished trial whose value ranks among the K best finished so
+    far has its model logged as it completes (and one pushed out of them is dropped), so that the
+    best models are in MLflow while a long search runs; ``finish`` settles the final K.
     """
 
     def __init__(
@@ -83,8 +88,10 @@ class MlflowTracker(Callback):
         quick: bool,
         data: DataIdentity | None = None,
         search_id: str | None = None,
+        keep_models: int = 0,
     ) -> None:
         self.space, self.settings, self.data = space, settings, data
+        self.keep_models = keep_models
         self.search = experiment_dir.name
         self.study = str((Path(experiment_dir) / STUDY_FILE).resolve())
         # The search's own id, kept by --resume: a new search in a folder where a deleted one ran
@@ -111,6 +118,10 @@ class MlflowTracker(Callback):
         self._open: set[str] = set()  # trial ids whose run is RUNNING
         self._trials: dict[str, Any] = {}  # trial id -> Tune's trial, to start its run late if need be
         self._last_step: dict[str, int] = {}  # trial id -> last epoch logged
+        # trial id -> how it ranks: (its best value, better first; its training time, as the
+        # search's end breaks ties); and the finished trials' kept checkpoints, while they run.
+        self._scores: dict[str, tuple[float, float]] = {}
+        self._finished: dict[str, Checkpoint] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the tuner for --resume: no live client in the pickle, and a
@@ -118,7 +129,8 @@ class MlflowTracker(Callback):
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"data": None, **state})  # a search pickled before data was tracked
+        # (A search pickled before data was tracked, or before models were kept as trials finished.)
+        self.__dict__.update({"data": None, "keep_models": 0, **state})
         self._reset()
 
     @property
@@ -147,12 +159,15 @@ class MlflowTracker(Callback):
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         what = f"logging trial {trial.trial_id} epoch {step}"
         self._try(what, self._log_epoch, trial.trial_id, step, result)
+        self._score(trial.trial_id, result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # (A trial stopped before it ran, by the search's time budget, has no run to end.)
         budget_s = self.settings.stopper_budget_s
         fate = trial_fate(trial.last_result, error=False, budget_s=budget_s, stopping=search_stopping())
         self._try(f"ending trial {trial.trial_id}'s run", self._end_trial, trial.trial_id, fate)
+        if fate in FINISHED_FATES:
+            self._keep_if_among_best(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._trials.setdefault(trial.trial_id, trial)  # one that failed before it started is a trial too
@@ -175,11 +190,12 @@ class MlflowTracker(Callback):
         *,
         interrupted: bool = False,
         models: Sequence[KeptCheckpoint] = (),
+        failure: str | None = None,
     ) -> None:
         """Log each of ``models`` (the checkpoints the search keeps, best first) as its trial's
         MLflow model; log ``best_<metric>`` and ``files`` (a folder goes under its own name) on the
-        search's run, then end it: FINISHED, or KILLED if the search was ``interrupted`` or left a
-        trial unended.
+        search's run, then end it: FINISHED; KILLED if the search was ``interrupted`` or left a
+        trial unended; FAILED, with ``failure`` (why: no trial finished) as its error, if it failed.
 
         Any tracker of the search can finish it (on --resume, Tune runs the one it unpickled):
         the runs are found by their tags, and unended trials by their fate, still `running`.
@@ -188,7 +204,7 @@ class MlflowTracker(Callback):
         """
         self._mlflow.probe_now()  # the search's last chance to log what the server missed
         self._try("keeping the best trials' models", self._keep_models, models)
-        self._try("finishing the search's run", self._finish, best, files, interrupted)
+        self._try("finishing the search's run", self._finish, best, files, interrupted, failure)
         self._mlflow.report_missed()
 
     def tag_search(self, key: str, value: str) -> None:
@@ -201,7 +217,9 @@ class MlflowTracker(Callback):
 
         self._try(f"tagging the search's run with {key}", set_tag)
 
-    def _finish(self, best: dict[str, Any], files: Sequence[Path], interrupted: bool) -> None:
+    def _finish(
+        self, best: dict[str, Any], files: Sequence[Path], interrupted: bool, failure: str | None = None
+    ) -> None:
         parent = self._open_parent()
         if parent is None:
             return
@@ -217,7 +235,17 @@ class MlflowTracker(Callback):
         self._log_search_files(parent, files)
         # Ctrl-C leaves Tune's trials TERMINATED, as if done: their fate tells them apart.
         unended = self._unended_trial_runs(parent, max_results=1)
-        self.client.set_terminated(parent, status="KILLED" if interrupted or unended else "FINISHED")
+        if interrupted or unended:
+            status = "KILLED"
+        elif failure:
+            status = "FAILED"
+            self.client.set_tag(parent, tag.ERROR, failure[:5000])
+        else:
+            status = "FINISHED"
+            # A resumed search that failed before and now finished: no stale error on its run.
+            with contextlib.suppress(Exception):
+                self.client.delete_tag(parent, tag.ERROR)
+        self.client.set_terminated(parent, status=status)
 
     # The search's own files, on its run. (What the search writes to its folder, e.g. trials.csv
     # or the Optuna journal, is logged here: a new one is one more path in ``files``, or a call
@@ -233,7 +261,41 @@ class MlflowTracker(Callback):
 
     # Models
 
-    def _keep_models(self, models: Sequence[KeptCheckpoint]) -> None:
+    def _score(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Note the trial's best value so far, as the search's end ranks it (search/summary.py)."""
+        value, time_s = result.get(self.space.metric), result.get("time_total_s")
+        if not is_number(value):  # (NaN: a diverged report ranks nowhere)
+            return
+        better_first = -float(value) if self.space.mode == "max" else float(value)
+        best, trained_s = self._scores.get(trial_id, (math.inf, 0.0))
+        # Its best report's value; ties go to the trial that trained less time in all.
+        self._scores[trial_id] = (min(best, better_first), max(trained_s, float(time_s or 0.0)))
+
+    def _keep_if_among_best(self, trial: Any) -> None:
+        """Log a finished trial's model now if it ranks among the ``keep_models`` best finished so
+        far, re-rank the others logged, and drop the one it pushes out. Only trials this tracker
+        saw finish are ranked: a resumed search's earlier models are left for ``finish``."""
+        checkpoint = getattr(trial, "checkpoint", None)
+        if not self.keep_models or trial.trial_id not in self._scores or checkpoint is None:
+            return
+        try:
+            if not holds(checkpoint, INFO_FILE):  # not its kept model: its storage refused it
+                return
+        except OSError as e:  # the search's storage out of reach: finish() keeps the models
+            log.warning("keeping trial %s's model: its checkpoint %s", trial.trial_id, one_line(e))
+            return
+        self._finished[trial.trial_id] = checkpoint
+        ranked = sorted(self._finished, key=lambda t: self._scores[t])
+        top = ranked[: self.keep_models]
+        if trial.trial_id not in top:
+            return
+        models = [KeptCheckpoint(t, rank, self._finished[t]) for rank, t in enumerate(top, start=1)]
+        drop = set(ranked[self.keep_models :])
+        self._try(f"keeping trial {trial.trial_id}'s model", self._keep_models, models, drop)
+
+    def _keep_models(self, models: Sequence[KeptCheckpoint], drop: set[str] | None = None) -> None:
+        """Log each of ``models`` not logged yet and rank them all; delete the models of the
+        trials in ``drop``, or (None, the search's end) of every trial not among ``models``."""
         parent = self._open_parent()
         if parent is None:
             return
@@ -244,7 +306,7 @@ class MlflowTracker(Callback):
         }
         wanted = {kept.trial_id for kept in models}
         for trial_id, run in logged.items():
-            if trial_id not in wanted:
+            if trial_id not in wanted and (drop is None or trial_id in drop):
                 self._try(f"deleting trial {trial_id}'s model", self._drop_model, run)
         for kept in models:
             what = f"logging trial {kept.trial_id}'s model"

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--space",
         help="a space file or a built-in space's name (e.g. font): train its seed baseline (plus --set); "
-        "with --config, the search's space file if it is not one of this repo's spaces/ (an export never "
+        "with --config, the search's space file if its space is not a built-in one (an export never "
         "runs code it names)",
     )
     p.add_argument("--config", type=Path, help="an exported config (search/export.py) to retrain")

@@ -6,11 +6,11 @@ schedule runs over the search's horizon, not a searched epoch count, so that a t
 at a rung is the prefix of the same trial continued (docs/search-design.md).
 
 A trial that trains to its own end (``completed`` or ``budget``) hands back the weights it kept
-(its best report's) as a Tune checkpoint on its last report: ``model.pt`` (a state_dict),
-``kept.json`` (task, classes, resolved config, the best report's value) and ``example.pt`` (two
-validation images, MLflow's input example). A pruned trial is stopped between reports and
-keeps nothing. At the end of the search ``keep_checkpoints`` keeps the best trials' and deletes
-the others'.
+(its best report's by the space's metric) as a Tune checkpoint on its last report:
+``model.pt`` (a state_dict), ``kept.json`` (task, classes, resolved config, the metric and the
+best report's value) and ``example.pt`` (two validation images, MLflow's input example). A
+pruned trial is stopped between reports and keeps nothing. At the end of the search
+``keep_checkpoints`` keeps the best trials' and deletes the others'.
 
 A search that retries failed trials (``max_failures`` > 0) also checkpoints its other reports:
 ``resume.pt``, the loop's whole state at that report (trainables/loop.py ``on_state``). A trial
@@ -77,7 +77,7 @@ def run_trial(
     last: list[dict[str, Any]] = []
     # (Asked only where the search checkpoints: outside Tune, get_checkpoint warns.)
     checkpoint = tune.get_checkpoint() if settings.max_failures else None
-    if checkpoint is not None and not _holds(checkpoint, RESUME_FILE):
+    if checkpoint is not None and not holds(checkpoint, RESUME_FILE):
         return  # its kept model's: the trial had made its last report (a search resumed just after)
     start = read_state(checkpoint) if checkpoint is not None else None
     state: list[dict[str, Any]] = []  # the loop's state at the report being made
@@ -121,6 +121,8 @@ def run_trial(
                 device=device,
                 budget_s=settings.trial_budget_s,
                 compile_mode=settings.compile,
+                metric=settings.metric,  # the trial keeps its best report's weights by the space's metric
+                mode=settings.mode,
                 on_epoch=report,
                 horizon=horizon,
                 started=started,
@@ -203,8 +205,9 @@ def write_checkpoint(
     info = {
         "task": task_name,
         "classes": list(data.classes),
-        "metric": "val_acc",  # the loop keeps the report with the best val_acc
-        "value": result.best_val_acc,
+        "metric": result.metric,  # what chose the kept report (the space's metric, in its mode)
+        "value": result.best_value,
+        "val_acc": result.best_val_acc,
         "best_epoch": result.best_epoch,  # the report's number (Tune's iteration, MLflow's step)
         "epochs_done": best.get("epochs_done"),  # epochs of data the kept weights have seen
         "horizon_epochs": result.horizon_epochs,
@@ -250,10 +253,10 @@ def keep_checkpoints(results: ResultGrid | Iterable[Any], ranked: Iterable[str])
         checkpoints = [c for c, _ in (result.best_checkpoints or [])]
         # A finished trial's last checkpoint holds its kept model; a mid-trial one only a state.
         latest = result.checkpoint
-        if trial_id in ranks and latest is not None and _holds(latest, INFO_FILE):
+        if trial_id in ranks and latest is not None and holds(latest, INFO_FILE):
             kept.append(KeptCheckpoint(trial_id, ranks[trial_id], latest))
             checkpoints = [c for c in checkpoints if c.path != latest.path]
-        elif latest is not None and _holds(latest, RESUME_FILE) and _not_over(result):
+        elif latest is not None and holds(latest, RESUME_FILE) and _not_over(result):
             checkpoints = [c for c in checkpoints if c.path != latest.path]
         for checkpoint in checkpoints:
             # Already gone where a resumed search's earlier end deleted it.
@@ -267,7 +270,8 @@ def _not_over(result: Any) -> bool:
     return result.error is None and not (result.metrics or {}).get("done")
 
 
-def _holds(checkpoint: Checkpoint, name: str) -> bool:
+def holds(checkpoint: Checkpoint, name: str) -> bool:
+    """Whether ``checkpoint`` holds the file ``name`` (``INFO_FILE``: a finished trial's kept model)."""
     path = f"{checkpoint.path.rstrip('/')}/{name}"
     return checkpoint.filesystem.get_file_info(path).type == pyarrow.fs.FileType.File
 

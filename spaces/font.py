@@ -36,7 +36,8 @@ BASELINE = {
 # fewer epochs and trials). The font CNN trains at ~50 images/s per CPU core at 90x90, so a
 # 90x90 trial fits about 1.4 of the 6 epochs in its budget; one that resamples to 48x48 about 5.
 # Fonts of families it has not seen are what val asks of it: more images beat more epochs
-# over fewer (with 48 per class, the search's best stayed under 0.89; README).
+# over fewer (with 48 per class, the search's best stayed under 0.89: docs/experiments.md, "`--quick`
+# searches on the real tasks").
 # 6 rounds of 2 trials at 140 s, after ~40 s of start-up (data, plan, Ray): 150 s ran 920 s.
 QUICK = {
     "dataset_options": {"train": 96, "val": 16, "test": 16},  # images per class

@@ -217,6 +217,11 @@ CASES: list[tuple[str, Argv, str]] = [
         train("--config", "{cifar}"),
         "an export never runs the code it names",
     ),
+    (  # --space by name with --config too: the built-in space is found (and then its task differs)
+        "train-config-builtin-space-by-name",
+        train("--config", "{cifar}", "--space", "mnist"),
+        "/spaces/mnist.py is 'mnist'",
+    ),
     # search/prepare.py
     ("prepare-missing-space", prepare("--space", "{root}/nope.py"), "nope.py not found"),
     ("prepare-offline-no-data", prepare("--data-dir", "{empty}"), "MNIST not found under"),
@@ -243,6 +248,16 @@ CASES: list[tuple[str, Argv, str]] = [
     # search/ensemble.py
     ("ensemble-folder-without-yaml", ensemble("--config", "{no_yaml}"), "no exported configs"),
     ("ensemble-one-member", ensemble("--config", "{good}"), "at least two configs"),
+    (
+        "ensemble-trial-budget-0",
+        ensemble("--config", "{good}", "--config", "{good}", "--trial-budget", "0"),
+        "--trial-budget must be positive",
+    ),
+    (  # the old spelling, checked as the new one
+        "ensemble-budget-negative",
+        ensemble("--config", "{good}", "--config", "{good}", "--budget", "-1"),
+        "--trial-budget must be positive",
+    ),
     (
         "ensemble-different-tasks",
         ensemble("--config", "{good}", "--config", "{cifar}"),

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 from search_helpers import write_tiny_space
 
 from hpsearch.cli import COMMANDS, entry, main
-from hpsearch.plumbing.cli import run_main
+from hpsearch.plumbing.cli import ArgumentParser, prog_name, run_main
 from hpsearch.search.space import builtin_spaces, load_space
 
 REPO = Path(__file__).resolve().parents[1]
+# What a tool's parser cannot go without, for tests that parse one option of it.
+REQUIRED_OPTIONS = {"hpsearch.search.ensemble": ["--config", "exports/x"]}
 
 
 def test_hpsearch_help_lists_every_command_in_one_line(tmp_path):
@@ -51,6 +55,40 @@ def test_subcommand_help_is_its_tools_own(name, capsys):
     tool = importlib.import_module(COMMANDS[name][0])
     assert tool.__doc__.splitlines()[0] in out  # ...and it is this command's tool
     assert sys.argv[0] == argv0
+
+
+def test_a_tool_is_named_as_called_without_rewriting_sys_argv(monkeypatch):
+    # A stand-in tool that looks, while it runs, at sys.argv[0] and at a parser it makes.
+    seen = {}
+
+    def tool_main(argv):
+        seen.update(argv0=sys.argv[0], prog=ArgumentParser().prog, argv=argv)
+        return 0
+
+    monkeypatch.setitem(sys.modules, "fake_tool", types.SimpleNamespace(main=tool_main))
+    monkeypatch.setitem(COMMANDS, "fake", ("fake_tool", "a tool that says its name"))
+    argv0 = sys.argv[0]
+    assert main(["fake", "--x"], prog="hpsearch") == 0
+    assert seen == {"argv0": argv0, "prog": "hpsearch fake", "argv": ["--x"]}
+    assert ArgumentParser().prog != "hpsearch fake"  # only while the tool runs
+
+
+def test_prog_name_is_the_default_an_explicit_prog_overrides():
+    with prog_name("hpsearch run"):
+        assert ArgumentParser().prog == "hpsearch run"
+        assert ArgumentParser(prog="other").prog == "other"
+        with prog_name("inner"):  # nested: the innermost holds, then the outer comes back
+            assert ArgumentParser().prog == "inner"
+        assert ArgumentParser().prog == "hpsearch run"
+    assert ArgumentParser().prog == argparse.ArgumentParser().prog  # argparse's own default again
+
+
+def test_subcommand_error_names_the_subcommand(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_main(lambda: main(["export", "--no-such-flag"]))
+    assert stop.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "error: unrecognized arguments: --no-such-flag (see hpsearch export --help)"
 
 
 def test_subcommand_passes_its_arguments_to_the_tool(capsys):
@@ -107,12 +145,14 @@ def test_an_unknown_space_name_lists_the_builtin_ones(capsys):
         ("hpsearch.search.export", "--name", "--search", "search", "font-1"),
         ("hpsearch.reports.ui_check", "--name", "--search", "search", "font-1"),
         ("hpsearch.search.train", "--trial-budget", "--budget", "trial_budget", 5.0),
+        ("hpsearch.search.ensemble", "--trial-budget", "--budget", "trial_budget", 5.0),
     ],
 )
 def test_old_flag_spelling_still_works_but_is_not_shown(module, new, old, dest, value, capsys):
     tool = importlib.import_module(module)
-    assert getattr(tool.parse_args([new, str(value)]), dest) == value
-    assert getattr(tool.parse_args([old, str(value)]), dest) == value
+    required = REQUIRED_OPTIONS.get(module, [])
+    assert getattr(tool.parse_args([*required, new, str(value)]), dest) == value
+    assert getattr(tool.parse_args([*required, old, str(value)]), dest) == value
     with pytest.raises(SystemExit):
         tool.parse_args(["--help"])
     shown = capsys.readouterr().out

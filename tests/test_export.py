@@ -178,6 +178,21 @@ def test_export_data_is_the_searchs_quick_data_unless_asked_for_all(exported, ro
     assert torch.equal(both.train.x[len(quick.train) :], quick.val.x)
 
 
+def test_export_space_is_a_builtin_space_by_name_and_never_the_file_it_names(exported, root):
+    best = read_exported(exported[0])  # its search's space is root/tiny_mnist.py: not a built-in one
+    with pytest.raises(UsageError, match="tiny_mnist.py is not among the built-in spaces"):
+        best.load_space()
+    # `train --config X --space mnist`: a bare name is the built-in space, as --space takes everywhere.
+    assert best.load_space("mnist").path == REPO / "spaces" / "mnist.py"
+    full = load_export_data(
+        best, root / "data", cache_dir=root / "cache", download=False, full_data=True, space_file="mnist"
+    )
+    assert len(full.train) == 500 and len(full.test) == 100  # the tiny MNIST files, by the built-in space
+    # An export from another checkout names its space file there; only its name is looked up, here.
+    moved = ExportedConfig(task="mnist", config={}, space="/elsewhere/hpsearch/spaces/mnist.py")
+    assert moved.load_space().path == REPO / "spaces" / "mnist.py"
+
+
 def test_retrain_cli_prints_test_accuracy_over_seeds_and_logs_final_runs(exported, root, store):
     command = [
         *(sys.executable, "search/train.py", "--config", str(exported[0]), "--seeds", "2"),

@@ -97,6 +97,14 @@ def test_a_search_where_no_trial_finished_exits_1_in_one_line(ray_session, tmp_p
         f"trial crashes; every trial is in {trials_csv}"
     )
     assert len(pd.read_csv(trials_csv)) == 2  # the trial table is written all the same
+    # Its MLflow run says so too: FAILED, with the same reason, not FINISHED as if it had found something.
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mnist").experiment_id
+    (search,) = client.search_runs([experiment], "tags.`hpsearch.role` = 'search'")
+    assert search.info.status == "FAILED"
+    assert search.data.tags["hpsearch.error"] == (
+        "no trial finished (2 failed); one trial's error: RuntimeError: boom: every trial crashes"
+    )
 
 
 def study_trials(journal) -> list[optuna.trial.FrozenTrial]:

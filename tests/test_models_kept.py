@@ -7,6 +7,7 @@ logic and the tracker's failure paths are tested on their own, without Ray.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -23,8 +24,8 @@ import torch
 from mlflow import MlflowClient
 from mlflow.models import Model
 from PIL import Image
-from ray.tune import Checkpoint
-from search_helpers import tiny_data, write_tiny_space
+from ray.tune import Callback, Checkpoint
+from search_helpers import TINY_SPACE, tiny_data, write_tiny_space
 
 from hpsearch.plumbing import tags as tag
 from hpsearch.plumbing.cli import run_main
@@ -34,10 +35,11 @@ from hpsearch.search.exported import build_classifier, read_exported
 from hpsearch.search.run import parse_args, settings_from
 from hpsearch.search.space import load_space
 from hpsearch.search.summary import top_finished, trials_frame
-from hpsearch.search.tracking import MODEL_TAG, RANK_TAG, MlflowTracker, global_tracking_uri
+from hpsearch.search.tracking import MODEL_TAG, RANK_TAG, MlflowTracker, global_tracking_uri, model_signature
 from hpsearch.search.trainable import EXAMPLE_FILE, INFO_FILE, MODEL_FILE, KeptCheckpoint, keep_checkpoints
 from hpsearch.search.tuner import SearchSettings, build_tuner
-from hpsearch.trainables.loop import TrainResult, evaluate, train
+from hpsearch.trainables import tasks
+from hpsearch.trainables.loop import TrainResult, evaluate, score, train
 from hpsearch.trainables.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,6 +267,27 @@ def test_kept_models_are_the_trials_mlflow_models(search, tmp_path):
     assert len(search.client.search_logged_models([experiment])) == K
 
 
+def test_saving_a_model_leaves_the_process_able_to_train_and_save_again(tmp_path, one_torch_thread):
+    # mlflow.pytorch saves with torch.export, which runs the Classifier's forward on fake tensors:
+    # normalise's constants made then must not be cached for the process's later runs.
+    tasks._constants.cache_clear()  # as in a search's driver, which trains nothing itself
+    space = load_space(write_tiny_space(tmp_path))
+    config = SearchSettings(max_epochs=1).trial_config(MNIST, space.baseline, {})
+    for name in ("first", "second"):  # the second export failed on a "fake tensor ... lifted_tensor_0"
+        mlflow.pytorch.save_model(
+            build_classifier(MNIST, config),
+            str(tmp_path / name),
+            signature=model_signature(MNIST),
+            input_example=DATA.val.x[:2].float().div(255).numpy(),
+            pip_requirements=["torch"],
+        )
+    result = train(MNIST, config, DATA, device=torch.device("cpu"), budget_s=60)
+    # Real numbers, not symbolic ones traced from fake tensors (that run raised GuardOnDataDependentSymNode).
+    assert [type(r["val_loss"]) for r in result.history] == [float]
+    model = build_classifier(MNIST, config, result.model.state_dict()).model
+    assert evaluate(model, DATA.val, MNIST)[0] == pytest.approx(result.history[0]["val_loss"], rel=1e-5)
+
+
 @pytest.fixture(scope="module")
 def exported(search):
     """Every finished trial exported (so that ties in rank do not matter); ``best`` is the YAML
@@ -478,3 +501,129 @@ def test_a_resumed_search_keeps_its_models_in_step(small_search):
     assert runs["t_00001"][MODEL_TAG] == first["t_00001"] and runs["t_00001"][RANK_TAG] == "1"
     (left,) = client.search_logged_models([tracker._experiment_id])
     assert left.model_id == first["t_00001"] and left.tags[tag.RANK] == "1"
+
+
+def test_a_tracker_logs_the_best_models_as_trials_finish(small_search, tmp_path):
+    # A val_loss space: lower is better, and a trial ranks by its best report, not its last.
+    space = load_space(write_loss_space(tmp_path / "loss"))
+    uri = f"sqlite:///{tmp_path / 'live.db'}"
+    settings = SearchSettings(trials=4, max_epochs=2, metric="val_loss", mode="min")
+    tracker = MlflowTracker(
+        space, settings, tmp_path / "results" / "live", tracking_uri=uri, experiment="live",
+        command="t", quick=False, keep_models=2,
+    )  # fmt: skip
+    tracker.setup()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("live").experiment_id
+    one, two = small_search.checkpoints.values()
+
+    def complete(trial_id: str, losses: list[float], checkpoint: Checkpoint) -> dict[str, str]:
+        """The trial's reports and end as Tune calls the tracker; then MLflow's models, trial -> rank."""
+        trial = SimpleNamespace(trial_id=trial_id, config={}, last_result={}, checkpoint=checkpoint)
+        tracker.on_trial_start(0, [], trial)
+        for epoch, loss in enumerate(losses, start=1):
+            last = epoch == len(losses)
+            trial.last_result = {
+                "training_iteration": epoch, "epoch": epoch, "val_loss": loss, "val_acc": 0.5,
+                "time_total_s": float(epoch), "stopped": "completed" if last else "",
+            }  # fmt: skip
+            tracker.on_trial_result(0, [], trial, trial.last_result)
+        tracker.on_trial_complete(0, [], trial)
+        models = client.search_logged_models([experiment])
+        return {m.tags[tag.TRIAL_ID]: m.tags[tag.RANK] for m in models}
+
+    assert complete("t_a", [0.7, 0.5], one) == {"t_a": "1"}  # in MLflow as soon as it finishes
+    assert complete("t_b", [0.3, 0.6], two) == {"t_b": "1", "t_a": "2"}  # its best report, 0.3, ranks it
+    first_b = client.get_run(tracker._runs["t_b"]).data.tags[MODEL_TAG]
+    assert complete("t_c", [0.4], one) == {"t_b": "1", "t_c": "2"}  # t_a pushed out of the top 2
+    assert MODEL_TAG not in client.get_run(tracker._runs["t_a"]).data.tags
+    assert complete("t_d", [0.9], two) == {"t_b": "1", "t_c": "2"}  # worse (by min) than both: not logged
+    # The search's end keeps the same two, logged once each.
+    ends = [KeptCheckpoint("t_b", 1, two), KeptCheckpoint("t_c", 2, one)]
+    tracker.finish({"val_loss": 0.3}, [], models=ends)
+    models = client.search_logged_models([experiment])
+    assert sorted(m.tags[tag.TRIAL_ID] for m in models) == ["t_b", "t_c"]
+    assert client.get_run(tracker._runs["t_b"]).data.tags[MODEL_TAG] == first_b
+
+
+# A space whose metric is val_loss: trials keep, and the search ranks, by it
+
+LOSS_SPACE = TINY_SPACE.replace('METRIC = "val_acc"', 'METRIC = "val_loss"').replace(
+    'MODE = "max"', 'MODE = "min"'
+)
+
+
+def write_loss_space(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "loss.py"
+    # Two learning rates that learn the tiny data within the first reports: val_acc reaches its
+    # best early (and a tie keeps the earlier report), while val_loss goes on falling.
+    path.write_text(
+        LOSS_SPACE.split("def space")[0].replace('"lr": 1e-3', '"lr": 3e-3')
+        + 'def space(trial):\n    trial.suggest_categorical("lr", [3e-3, 1e-2])\n'
+    )
+    return path
+
+
+class ModelsWhenTrialsComplete(Callback):
+    """What MLflow holds as each trial completes, the tracker (before it in Tune's list) done with it."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri, self.seen = uri, []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        client = MlflowClient(self.uri)
+        experiment = client.get_experiment_by_name("mnist").experiment_id
+        models = client.search_logged_models([experiment])
+        self.seen.append((trial.trial_id, {m.tags[tag.TRIAL_ID]: m.tags[tag.RANK] for m in models}))
+
+
+def test_a_val_loss_search_keeps_each_trials_lowest_val_loss_weights(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the store's artifacts go to ./mlruns
+    path = write_loss_space(tmp_path)
+    space = load_space(path)
+    asked = settings_from(parse_args(["--space", str(path)]), space)
+    assert (asked.metric, asked.mode) == ("val_loss", "min")  # search/run.py takes them from the space
+    settings = dataclasses.replace(
+        asked, trials=2, max_epochs=2, reports_per_epoch=3, trial_budget_s=60, cpus_per_trial=1
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(
+        space, settings, tmp_path / "results" / "loss", tracking_uri=uri, experiment=None,
+        command="pytest", quick=False, keep_models=1,
+    )  # fmt: skip
+    watch = ModelsWhenTrialsComplete(uri)
+    results = build_tuner(space, settings, DATA, tmp_path / "results" / "loss", [tracker, watch]).fit()
+
+    finished = [r for r in results if r.checkpoint is not None]
+    assert len(finished) == 2
+    differs = 0
+    for result in finished:
+        history = result.metrics_dataframe.set_index("epoch")
+        with result.checkpoint.as_directory() as folder:
+            state, info, _ = trainable.read_checkpoint(Path(folder))
+        assert info["metric"] == "val_loss"
+        assert info["value"] == history["val_loss"].min()
+        assert info["best_epoch"] == history["val_loss"].idxmin()
+        model = build_classifier(MNIST, info["config"], state).model
+        assert evaluate(model, DATA.val, MNIST)[0] == pytest.approx(info["value"], rel=1e-5)
+        differs += history["val_loss"].idxmin() != history["val_acc"].idxmax()
+    assert differs  # so that weights kept by val_acc would have failed the asserts above
+
+    # The first trial to complete was in MLflow before the search ended; never more than K=1 model.
+    (first, models), *_ = watch.seen
+    assert models == {first: "1"}
+    assert all(len(models) == 1 for _, models in watch.seen)
+    frame = trials_frame(results, space, settings)
+    top = top_finished(frame, 1)
+    assert top["val_loss"].iloc[0] == frame["val_loss"].min()  # ranked by val_loss, lowest first
+    models = keep_checkpoints(results, top["trial_id"])
+    tracker.finish({"val_loss": float(top["val_loss"].iloc[0])}, [], models=models)
+    client = MlflowClient(uri)
+    (logged,) = client.search_logged_models([client.get_experiment_by_name("mnist").experiment_id])
+    assert logged.tags[tag.TRIAL_ID] == top["trial_id"].iloc[0]
+    with global_tracking_uri(uri):
+        loaded = mlflow.pytorch.load_model(f"models:/{logged.model_id}")
+    with torch.no_grad():
+        probs = loaded(DATA.val.x.float() / 255)
+    assert score(probs, DATA.val.y)[0] == pytest.approx(top["val_loss"].iloc[0], rel=1e-4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from search_helpers import (
 )
 
 from hpsearch.plumbing.cli import run_main
+from hpsearch.search.export import parse_args as export_args
 from hpsearch.search.run import main, parse_args, settings_from
 from hpsearch.search.searcher import STUDY_FILE
 from hpsearch.search.space import load_space
@@ -72,7 +74,7 @@ def test_search_runs_baseline_first_and_records_pruned_trials(ray_session, tmp_p
     assert len(completed) == len(finished) and best["val_acc"] == pytest.approx(max(completed))
 
 
-def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path, monkeypatch):
+def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # MLflow's default store is ./mlflow.db: not the repo's
     write_mnist(tmp_path / "data", n_train=5200, n_test=100)
     space_path = write_tiny_space(tmp_path)
@@ -101,6 +103,15 @@ def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path, monke
     best = json.loads((tmp_path / "results" / "cli" / "best.json").read_text())
     assert best["task"] == "mnist" and best["trials"] == 3 and "lr" in best["best_config"]
     assert (tmp_path / "results" / "cli" / "trials.csv").is_file()
+    # The commands it ends with name the search as every command does now: --name, not --search.
+    said = "take the best away: "
+    (hint,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith(said)]
+    words = shlex.split(hint.removeprefix(said))
+    assert words[:2] == ["python", "search/export.py"] and "--search" not in words
+    assert export_args(words[2:]).search == "cli"
+    # The leaderboard's first line is the command that made it, which the search also prints.
+    made_by = (tmp_path / "results" / "cli" / "report" / "leaderboard.md").read_text().splitlines()[0]
+    assert "reports/leaderboard.py" in made_by and "--name cli " in made_by and "--search" not in made_by
     # A second search under the same name is refused rather than mixed into the first.
     with pytest.raises(SystemExit) as stop:
         run_main(lambda: main(argv))

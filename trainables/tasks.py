@@ -136,18 +136,26 @@ def get_task(name: str) -> Task:
 
 def normalise(x: torch.Tensor, task: Task) -> torch.Tensor:
     """uint8-scaled floats (0..1) to the task's normalised inputs."""
-    mean, std = _constants(task.mean, task.std, x.device, x.dtype)
+    # While traced (torch.export, which mlflow.pytorch.log_model runs; torch.compile) the
+    # constants are made afresh, in the graph: made under the tracer's fake mode they are fake
+    # tensors, and cached they would poison the process. Every later run on that device and
+    # dtype then trained on fake constants (symbolic losses: "Could not guard on data-dependent
+    # expression"), and the next export failed ("a fake tensor ... lifted_tensor_0").
+    constants = _make_constants if torch.compiler.is_compiling() else _constants
+    mean, std = constants(task.mean, task.std, x.device, x.dtype)
     return (x - mean) / std
 
 
-@functools.lru_cache(maxsize=64)
-def _constants(
+def _make_constants(
     mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # Built once per device and dtype: a tensor made from a Python list in the batch loop is a
-    # host-to-device copy, and on CUDA a sync, for every batch.
     shape = (1, -1, 1, 1)
     return (
         torch.tensor(mean, device=device, dtype=dtype).view(shape),
         torch.tensor(std, device=device, dtype=dtype).view(shape),
     )
+
+
+# Built once per device and dtype: a tensor made from a Python list in the batch loop is a
+# host-to-device copy, and on CUDA a sync, for every batch.
+_constants = functools.lru_cache(maxsize=64)(_make_constants)
