@@ -16,6 +16,7 @@ from hpsearch.trainables.fates import FINISHED_FATES
 from tests.fake_datasets import write_mnist
 
 
+@pytest.mark.slow
 def test_run_search_returns_the_best_finished_trial(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_mnist(tmp_path / "data", n_train=5200, n_test=100)

@@ -77,6 +77,7 @@ def test_stock_asha_stops_trials_where_rank_asha_still_measures(ray_session, tmp
     assert (frame.loc[frame["fate"] == "pruned", "epochs_run"] < 3).all()
 
 
+@pytest.mark.slow
 def test_hyperband_halves_only_with_more_trials_at_once_than_its_first_bracket(
     ray_session, tmp_path, monkeypatch
 ):
@@ -92,6 +93,7 @@ def test_hyperband_halves_only_with_more_trials_at_once_than_its_first_bracket(
     assert "num_stopped=0" not in stopping_rule(tuner.scheduler)
 
 
+@pytest.mark.slow
 def test_rank_asha_and_fifo_let_six_trials_run_their_whole_horizon(ray_session, tmp_path, monkeypatch):
     monkeypatch.setenv("STEADY_EPOCH_S", "0.2")
     for name in ("rank-asha", "fifo"):
@@ -145,6 +147,7 @@ def interrupting_trial(params, *, data, task_name, baseline, settings):
         time.sleep(60)  # until the driver stops it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["rank-asha", "asha"])
 def test_a_resumed_search_reports_the_scheduler_tune_ran(ray_session, tmp_path, monkeypatch, name):
     space = load_space(write_tiny_space(tmp_path))

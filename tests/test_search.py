@@ -44,6 +44,7 @@ def load_study(experiment_dir: Path) -> optuna.Study:
     return optuna.load_study(study_name=experiment_dir.name, storage=storage)
 
 
+@pytest.mark.slow
 def test_search_runs_baseline_first_and_records_pruned_trials(ray_session, tmp_path):
     space = load_space(write_tiny_space(tmp_path))
     # Trials whose first report ranks them exactly as their last (val_acc = lr x epoch): once 8
@@ -127,6 +128,7 @@ def test_run_cli_writes_best_config_and_trial_table(ray_session, tmp_path, monke
         (["--trials", "0"], "--trials must be at least 1"),
     ],
 )
+@pytest.mark.slow
 def test_run_cli_rejects_bad_input_in_one_line(tmp_path, extra, message):
     space_path = write_tiny_space(tmp_path)
     proc = subprocess.run(

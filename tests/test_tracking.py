@@ -230,6 +230,7 @@ def eight(ray_session, empty_store, space, data, tmp_path_factory):
     return SimpleNamespace(client=client, results=results, frame=frame, study=study)
 
 
+@pytest.mark.slow
 def test_tracker_loses_nothing_with_8_concurrent_trials(eight):
     runs = {r.info.run_name: r for r in trial_runs(eight.client, "eight")}
     assert len(runs) == len(eight.results) == 8
