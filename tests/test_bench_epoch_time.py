@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_epoch_time_writes_a_row_per_space_with_its_command(tmp_path):
     out = tmp_path / "epoch_time.md"
     command = [sys.executable, "benchmarks/epoch_time.py", "--images", "8", "--threads", "1", "--gpus", "0"]

@@ -47,6 +47,7 @@ def test_compile_only_on_a_gpu_and_where_asked_or_measured_to_pay(monkeypatch):
         wants_compile("always", CUDA, "mnist_cnn")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task_name", ["mnist", "cifar100"])  # dropout; batch norm
 def test_a_compiled_run_trains_exactly_as_the_eager_one(monkeypatch, one_torch_thread, task_name):
     # The warm-up that compiles takes no optimizer step and restores batch norm's statistics and

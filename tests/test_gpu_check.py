@@ -27,6 +27,7 @@ def test_gpu_check_runs_files_that_exist():
     assert all((REPO / path).is_file() for path in named), named
 
 
+@pytest.mark.slow
 def test_the_cuda_tests_all_carry_the_mark():
     # `pytest -m cuda` is how the script selects them; an unmarked one would never run there.
     done = subprocess.run(

@@ -68,6 +68,7 @@ def run_search(tmp_path: Path, name: str, cpus_per_trial: float = 1) -> tuple[tu
     return tuner, trials_frame(tuner.fit(), space, settings)
 
 
+@pytest.mark.slow
 def test_stock_asha_stops_trials_where_rank_asha_still_measures(ray_session, tmp_path, monkeypatch):
     monkeypatch.setenv("STEADY_EPOCH_S", "0.2")
     tuner, frame = run_search(tmp_path, "asha")

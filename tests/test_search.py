@@ -174,6 +174,7 @@ def test_run_cli_rejects_more_gpus_than_the_cluster_has(ray_session, tmp_path):
     assert stop.value.code == 2  # ray_session has 4 (logical) GPUs
 
 
+@pytest.mark.slow
 def test_half_gpu_trials_pack_eight_at_once_on_four_gpus(ray_session, tmp_path):
     space_path = write_tiny_space(tmp_path)
     args = parse_args(

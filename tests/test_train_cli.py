@@ -135,6 +135,7 @@ def usage_error_runs(fake_root, tmp_path_factory) -> dict[str, tuple[int, str, s
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(USAGE_ERRORS))
 def test_train_cli_usage_error_is_one_line_exit_2(usage_error_runs, case):
     code, out, err = usage_error_runs[case]
