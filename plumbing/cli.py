@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from hpsearch.plumbing.errors import UsageError
 
@@ -46,6 +47,21 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(USAGE_EXIT)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--data-dir and --cache-dir, worded and defaulted alike in every command that loads data."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="where datasets are read, never written (default ./data)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
+    )
 
 
 def run_main(main: Callable[[], int | None]) -> None:

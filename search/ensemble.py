@@ -24,7 +24,7 @@ from mlflow.entities import Metric, Param, RunTag
 from torch.nn import functional as F
 
 from hpsearch.plumbing import tags as tag
-from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.cli import ArgumentParser, add_data_arguments, run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search.exported import ExportedConfig, read_exported
 from hpsearch.search.mlflow_buffer import BufferedMlflow
@@ -105,17 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an exported config, or a folder of them (repeatable); at least two members in all",
     )
     p.add_argument("--gpus", type=float, default=1, help="0 trains on CPU; >0 uses the GPU if present")
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data"),
-        help="where datasets are read, never written (default ./data)",
-    )
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
-    )
+    add_data_arguments(p)
     p.add_argument(
         "--trial-budget",
         type=float,

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.cli import ArgumentParser, add_data_arguments, run_main
 from hpsearch.search.data import load_space_data
 from hpsearch.search.space import load_space
 
@@ -19,17 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--space", required=True, help="a space file, or a built-in space's name (e.g. font, mnist)"
     )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data"),
-        help="where datasets are read, never written (default ./data)",
-    )
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
-    )
+    add_data_arguments(p)
     p.add_argument("--quick", action="store_true", help="also prepare the space's --quick data")
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
     p.add_argument(

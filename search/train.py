@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hpsearch.plumbing.cli import ArgumentParser, run_main
+from hpsearch.plumbing.cli import ArgumentParser, add_data_arguments, run_main
 from hpsearch.plumbing.errors import UsageError
 from hpsearch.search.data import load_space_data
 from hpsearch.search.exported import read_exported
@@ -51,17 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--epochs", type=int, help="override the number of epochs")
     p.add_argument("--gpus", type=float, default=1, help="0 trains on CPU; >0 uses the GPU if present")
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data"),
-        help="where datasets are read, never written (default ./data)",
-    )
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="where prepared datasets and downloads are kept (default ./data/cache, whatever --data-dir)",
-    )
+    add_data_arguments(p)
     p.add_argument(
         "--trial-budget",
         type=float,
